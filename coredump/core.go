@@ -1,0 +1,677 @@
+package coredump
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Options control how a core is opened.
+type Options struct {
+	// Sysroot is the directory that holds the target's files (a container's
+	// root filesystem, a copy of the host's libraries); paths recorded in
+	// the core are looked up under it. "" means this machine's root.
+	Sysroot string
+	// Force accepts an executable whose build ID differs from the one in the
+	// core.
+	Force bool
+}
+
+// InputError reports an input that cannot be analysed at all: not a core,
+// not ELF, an unsupported architecture, a core without threads.
+type InputError struct {
+	Path string
+	Msg  string
+	Err  error
+}
+
+func (e *InputError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Path, e.Msg, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Path, e.Msg)
+}
+
+func (e *InputError) Unwrap() error { return e.Err }
+
+// BuildIDMismatchError reports that the executable given is not the build
+// that produced the core.
+type BuildIDMismatchError struct {
+	Exe      string
+	ExeIDs   BuildIDs // of the file given
+	CoreIDs  BuildIDs // recorded in the core's copy of the executable
+	CorePath string   // the executable's path as the core records it
+}
+
+func (e *BuildIDMismatchError) Error() string {
+	return fmt.Sprintf("%s does not match the core: its build ID is %s, but the core's executable %s has build ID %s",
+		e.Exe, e.ExeIDs, e.CorePath, e.CoreIDs)
+}
+
+// pageSize of the target; Linux amd64 uses 4 KiB pages and arm64 kernels 4,
+// 16 or 64 KiB, which AT_PAGESZ tells.
+const defaultPageSize = 4096
+
+// maxNoteBytes bounds the note segment read into memory.
+const maxNoteBytes = 256 << 20
+
+// Open opens the core file at corePath. exePath is the executable that
+// produced it; when empty, the executable recorded in the core is used if it
+// exists (under opts.Sysroot) and its build ID matches.
+func Open(corePath, exePath string, opts Options) (*Process, error) {
+	f, err := os.Open(corePath)
+	if err != nil {
+		return nil, &InputError{Path: corePath, Msg: "cannot open core", Err: err}
+	}
+	p, err := openCore(f, corePath, exePath, opts)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, &InputError{Path: corePath, Msg: fmt.Sprintf("internal error while reading the core: %v", r)}
+		}
+	}()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, &InputError{Path: corePath, Msg: "cannot stat core", Err: err}
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &InputError{Path: corePath, Msg: "not a regular file"}
+	}
+	size := st.Size()
+	var magic [4]byte
+	if _, err := f.ReadAt(magic[:], 0); err != nil || string(magic[:]) != elf.ELFMAG {
+		return nil, &InputError{Path: corePath, Msg: "not an ELF core file (" + describeMagic(magic[:], size) + ")"}
+	}
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return nil, &InputError{Path: corePath, Msg: "malformed ELF headers", Err: err}
+	}
+	if ef.Type != elf.ET_CORE {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("ELF file of type %s, not a core dump (did you swap CORE and BINARY?)", ef.Type)}
+	}
+	if ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("%s %s core: only 64-bit little-endian cores are supported", ef.Class, ef.Data)}
+	}
+	arch := archOf(ef.Machine)
+	if arch == ArchUnknown {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("core of machine %s: only x86-64 and aarch64 are supported", ef.Machine)}
+	}
+	p = &Process{Arch: arch, Core: corePath, CoreSize: size, Sysroot: opts.Sysroot}
+
+	var expected int64
+	var noteProgs []*elf.Prog
+	for _, ph := range ef.Progs {
+		end := int64(ph.Off + ph.Filesz)
+		if ph.Filesz > 0 && end > expected {
+			expected = end
+		}
+		switch ph.Type {
+		case elf.PT_NOTE:
+			noteProgs = append(noteProgs, ph)
+		case elf.PT_LOAD:
+			if ph.Memsz == 0 || ph.Vaddr+ph.Memsz < ph.Vaddr {
+				continue
+			}
+			m := &Mapping{Start: ph.Vaddr, End: ph.Vaddr + ph.Memsz, Perm: permOf(ph.Flags),
+				Dumped: min(ph.Filesz, ph.Memsz), coreOff: int64(ph.Off)}
+			if end := int64(ph.Off) + int64(m.Dumped); m.Dumped > 0 && end > size {
+				m.Missing = uint64(end - max(size, int64(ph.Off)))
+			}
+			p.Mappings = append(p.Mappings, m)
+		}
+	}
+	if len(noteProgs) == 0 {
+		return nil, &InputError{Path: corePath, Msg: "core has no note segment: no threads, no registers"}
+	}
+	var dropped int
+	p.Mappings, dropped = sortMappings(p.Mappings)
+	if dropped > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%d overlapping or empty segments in the core were ignored", dropped))
+	}
+	if expected > size {
+		p.Truncation = &Truncation{FileSize: size, ExpectedSize: expected}
+		for _, m := range p.Mappings {
+			if m.Missing > 0 {
+				p.Truncation.Segments = append(p.Truncation.Segments, m)
+			}
+		}
+	}
+
+	if err := p.readNotes(f, noteProgs, size); err != nil {
+		return nil, err
+	}
+	if len(p.Threads) == 0 {
+		return nil, &InputError{Path: corePath, Msg: "core records no threads (no NT_PRSTATUS note)"}
+	}
+	p.attachFileNames()
+
+	mem, err := newCoreMemory(f, size, p)
+	if err != nil {
+		return nil, &InputError{Path: corePath, Msg: "cannot map core", Err: err}
+	}
+	p.src = mem
+	p.loadImages()
+	if err := p.pickExecutable(exePath, opts.Force); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func describeMagic(b []byte, size int64) string {
+	switch {
+	case size == 0:
+		return "the file is empty"
+	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return "zstd-compressed"
+	case bytes.HasPrefix(b, []byte{0x04, 0x22, 0x4d, 0x18}):
+		return "lz4-compressed"
+	case bytes.HasPrefix(b, []byte{0xfd, '7', 'z', 'X'}):
+		return "xz-compressed"
+	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
+		return "gzip-compressed"
+	}
+	return fmt.Sprintf("starts with % x", b)
+}
+
+func permOf(f elf.ProgFlag) Perm {
+	var p Perm
+	if f&elf.PF_R != 0 {
+		p |= PermRead
+	}
+	if f&elf.PF_W != 0 {
+		p |= PermWrite
+	}
+	if f&elf.PF_X != 0 {
+		p |= PermExec
+	}
+	return p
+}
+
+func (p *Process) readNotes(f *os.File, progs []*elf.Prog, size int64) error {
+	for _, ph := range progs {
+		want := int64(ph.Filesz)
+		if want > maxNoteBytes {
+			return &InputError{Path: p.Core, Msg: fmt.Sprintf("note segment of %d bytes exceeds the %d-byte limit", want, maxNoteBytes)}
+		}
+		have := want
+		if int64(ph.Off) >= size {
+			have = 0
+		} else if int64(ph.Off)+want > size {
+			have = size - int64(ph.Off)
+		}
+		if have < want {
+			if p.Truncation == nil {
+				p.Truncation = &Truncation{FileSize: size, ExpectedSize: int64(ph.Off) + want}
+			}
+			p.Truncation.NotesMissing = true
+		}
+		buf := make([]byte, have)
+		if _, err := f.ReadAt(buf, int64(ph.Off)); err != nil && err != io.EOF {
+			return &InputError{Path: p.Core, Msg: "cannot read notes", Err: err}
+		}
+		notes, err := parseNotes(buf, int64(ph.Off))
+		if err != nil && have == want {
+			p.Warnings = append(p.Warnings, "notes: "+err.Error())
+		}
+		if err := p.applyNotes(notes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Process) applyNotes(notes []note) error {
+	var last *Thread
+	for _, n := range notes {
+		switch {
+		case n.Type == NT_PRSTATUS && n.Name == "CORE":
+			t, err := decodePRStatus(p.Arch, n.Desc)
+			if err != nil {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("note at %#x: %v", n.Off, err))
+				last = nil
+				continue
+			}
+			p.Threads = append(p.Threads, t)
+			last = t
+		case n.Type == NT_PRPSINFO && n.Name == "CORE":
+			if err := decodePRPSInfo(p, n.Desc); err != nil {
+				p.Warnings = append(p.Warnings, err.Error())
+			}
+		case n.Type == NT_SIGINFO && n.Name == "CORE" && p.Signal == nil:
+			si, err := decodeSigInfo(n.Desc)
+			if err != nil {
+				p.Warnings = append(p.Warnings, err.Error())
+				continue
+			}
+			p.Signal = si
+		case n.Type == NT_AUXV && n.Name == "CORE":
+			p.Auxv = decodeAuxv(n.Desc)
+		case n.Type == NT_FILE && n.Name == "CORE":
+			files, err := decodeNTFile(n.Desc)
+			if err != nil {
+				p.Warnings = append(p.Warnings, err.Error())
+			}
+			p.Files = files
+		case (n.Type == NT_PRFPREG && n.Name == "CORE") || (n.Type == NT_X86_XSTATE && n.Name == "LINUX"):
+			if last != nil {
+				last.HasFP = true
+			}
+		case n.Type == NT_ARM_TLS && n.Name == "LINUX":
+			if last != nil && len(n.Desc) >= 8 {
+				last.Regs.TP = le.Uint64(n.Desc)
+			}
+		}
+	}
+	return nil
+}
+
+// attachFileNames gives each mapping the file NT_FILE says backs it.
+func (p *Process) attachFileNames() {
+	for _, fm := range p.Files {
+		for m := p.FindMapping(fm.Start); m != nil && m.Start < fm.End; m = p.FindMapping(m.End) {
+			if m.Path == "" {
+				m.Path = fm.Path
+				m.Offset = fm.Offset + (m.Start - fm.Start)
+			}
+			if m.End >= fm.End {
+				break
+			}
+		}
+	}
+}
+
+// hostPath is where the target's file path is found on this machine.
+func (p *Process) hostPath(target string) string {
+	target = strings.TrimSuffix(target, " (deleted)")
+	if p.Sysroot == "" {
+		return target
+	}
+	return filepath.Join(p.Sysroot, target)
+}
+
+// coreHeaderPage returns the copy of an image's first page that the core
+// holds, or nil.
+func (p *Process) coreHeaderPage(m *Mapping) []byte {
+	if m.Offset != 0 || m.Dumped == 0 {
+		return nil
+	}
+	n := min(m.Dumped-m.Missing, m.Size(), defaultPageSize)
+	if n < 64 {
+		return nil
+	}
+	b := make([]byte, n)
+	if err := p.src.(*coreMemory).readCore(m, b, m.Start); err != nil {
+		return nil
+	}
+	return b
+}
+
+// loadImages finds the ELF images among the file mappings and the vDSO.
+func (p *Process) loadImages() {
+	byPath := map[string][]*Mapping{}
+	var order []string
+	for _, m := range p.Mappings {
+		if !m.FileBacked() {
+			continue
+		}
+		if _, ok := byPath[m.Path]; !ok {
+			order = append(order, m.Path)
+		}
+		byPath[m.Path] = append(byPath[m.Path], m)
+	}
+	for _, path := range order {
+		if im := p.newFileImage(path, byPath[path]); im != nil {
+			p.Images = append(p.Images, im)
+		}
+	}
+	if vdso, ok := p.Auxv.Lookup(AT_SYSINFO_EHDR); ok {
+		if m := p.FindMapping(vdso); m != nil && m.Image == nil {
+			im := &Image{Path: "[vdso]", Base: m.Start, End: m.End, Bias: m.Start, Status: ImageInMemory,
+				Mappings: []*Mapping{m}, proc: p}
+			m.Path = "[vdso]"
+			m.Image = im
+			if hdr := p.coreHeaderPage(m); hdr != nil {
+				if h, err := parseELFHeader(hdr); err == nil {
+					im.CoreIDs = buildIDsFromNotes(h, p.memReaderAt(m.Start), true)
+					im.Bias = m.Start - firstLoadVaddr(h)
+				}
+			}
+			p.Images = append(p.Images, im)
+		}
+	}
+}
+
+func firstLoadVaddr(h *elfHeader) uint64 {
+	for _, ph := range h.Progs {
+		if ph.Type == elf.PT_LOAD {
+			return ph.Vaddr &^ (defaultPageSize - 1)
+		}
+	}
+	return 0
+}
+
+// memReaderAt reads link-time addresses of an image loaded at bias.
+type memReaderAt struct {
+	p    *Process
+	bias uint64
+}
+
+func (r memReaderAt) ReadAt(b []byte, off int64) (int, error) {
+	return r.p.ReadMemory(b, uint64(off)+r.bias)
+}
+
+func (p *Process) memReaderAt(bias uint64) io.ReaderAt { return memReaderAt{p, bias} }
+
+func (p *Process) newFileImage(path string, maps []*Mapping) *Image {
+	im := &Image{Path: strings.TrimSuffix(path, " (deleted)"), Mappings: maps, proc: p,
+		Base: maps[0].Start, End: maps[len(maps)-1].End}
+	var head *Mapping
+	for _, m := range maps {
+		if m.Offset == 0 {
+			head = m
+			break
+		}
+	}
+	coreHdr := []byte(nil)
+	if head != nil {
+		coreHdr = p.coreHeaderPage(head)
+	}
+	if coreHdr != nil && !bytes.HasPrefix(coreHdr, []byte(elf.ELFMAG)) {
+		return nil // a mapped data file, not an ELF image
+	}
+	var h *elfHeader
+	if coreHdr != nil {
+		h, _ = parseELFHeader(coreHdr)
+	}
+	im.HostPath = p.hostPath(path)
+	fileHdr, ferr := readFileHead(im.HostPath)
+	switch {
+	case ferr != nil && errors.Is(ferr, os.ErrNotExist):
+		im.Status, im.Note, im.HostPath = ImageMissing, "not found on this machine", ""
+	case ferr != nil:
+		im.Status, im.Note, im.HostPath = ImageMissing, ferr.Error(), ""
+	case !bytes.HasPrefix(fileHdr, []byte(elf.ELFMAG)):
+		if h == nil {
+			return nil // neither copy looks like ELF: a data file
+		}
+		im.Status, im.Note = ImageMismatch, "the file on this machine is not an ELF file"
+	}
+	if h == nil && im.HostPath != "" {
+		h, _ = parseELFHeader(fileHdr)
+	}
+	if h == nil {
+		if im.Status == 0 {
+			return nil
+		}
+		return im // missing and unknown: keep it so the report can name it
+	}
+	if head != nil {
+		// The mapping at file offset 0 holds the first PT_LOAD.
+		im.Bias = head.Start - firstLoadVaddr(h)
+	}
+	if coreHdr != nil {
+		im.CoreIDs = buildIDsFromNotes(h, bytes.NewReader(coreHdr), false)
+	}
+	if im.HostPath != "" && im.Status == 0 {
+		if fh, err := parseELFHeader(fileHdr); err == nil {
+			if hf, err := os.Open(im.HostPath); err == nil {
+				im.FileIDs = buildIDsFromNotes(fh, hf, false)
+				hf.Close()
+			}
+		}
+		im.Status = verifyImage(im, coreHdr, fileHdr)
+	}
+	for _, m := range maps {
+		m.Image = im
+	}
+	return im
+}
+
+func verifyImage(im *Image, coreHdr, fileHdr []byte) ImageStatus {
+	if coreHdr == nil {
+		im.Note = "the core holds no copy of its ELF header to compare with"
+		return ImageUnverified
+	}
+	if same, ok := im.CoreIDs.Same(im.FileIDs); ok {
+		if same {
+			return ImageVerified
+		}
+		im.Note = fmt.Sprintf("build ID %s on this machine, %s in the core", im.FileIDs, im.CoreIDs)
+		return ImageMismatch
+	}
+	if !im.CoreIDs.Empty() || !im.FileIDs.Empty() {
+		im.Note = fmt.Sprintf("build ID %s on this machine, %s in the core", im.FileIDs, im.CoreIDs)
+		return ImageMismatch
+	}
+	n := min(len(coreHdr), len(fileHdr))
+	if n > 0 && bytes.Equal(coreHdr[:n], fileHdr[:n]) {
+		return ImageVerified
+	}
+	im.Note = "no build ID, and its first page differs from the core's copy"
+	return ImageMismatch
+}
+
+func readFileHead(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, defaultPageSize)
+	n, err := f.ReadAt(b, 0)
+	if n == 0 && err != nil {
+		return nil, err
+	}
+	return b[:n], nil
+}
+
+// pickExecutable decides which image is the executable and checks the file
+// the user gave against it.
+func (p *Process) pickExecutable(exePath string, force bool) error {
+	var exe *Image
+	if entry, ok := p.Auxv.Lookup(AT_ENTRY); ok {
+		exe = p.FindImage(entry)
+	}
+	if exe == nil {
+		if phdr, ok := p.Auxv.Lookup(AT_PHDR); ok {
+			exe = p.FindImage(phdr)
+		}
+	}
+	if exe == nil && len(p.Files) > 0 {
+		// Without auxv the kernel lists the executable's mappings first.
+		exe = p.FindImage(p.Files[0].Start)
+	}
+	if exePath == "" {
+		if exe == nil {
+			return &InputError{Path: p.Core, Msg: "no executable given and none recorded in the core; pass BINARY"}
+		}
+		if exe.Status != ImageVerified && exe.Status != ImageUnverified {
+			return &InputError{Path: p.Core, Msg: fmt.Sprintf("no executable given and the one the core names (%s) is %s", exe.Path, exe.statusText())}
+		}
+		exe.IsExe = true
+		p.Exe = exe
+		return nil
+	}
+	abs, err := filepath.Abs(exePath)
+	if err != nil {
+		abs = exePath
+	}
+	fileHdr, err := readFileHead(abs)
+	if err != nil {
+		return &InputError{Path: exePath, Msg: "cannot read the executable", Err: err}
+	}
+	fh, err := parseELFHeader(fileHdr)
+	if err != nil {
+		return &InputError{Path: exePath, Msg: "the executable is not a 64-bit ELF file", Err: err}
+	}
+	if archOf(fh.Machine) != p.Arch {
+		return &InputError{Path: exePath, Msg: fmt.Sprintf("the executable is for %s, the core for %s", fh.Machine, p.Arch.Machine())}
+	}
+	if fh.Type == elf.ET_CORE {
+		return &InputError{Path: exePath, Msg: "this is a core file, not the executable"}
+	}
+	var ids BuildIDs
+	if f, err := os.Open(abs); err == nil {
+		ids = buildIDsFromNotes(fh, f, false)
+		f.Close()
+	}
+	if exe == nil {
+		p.Warnings = append(p.Warnings, "the core records no mapping of the executable; "+exePath+" is used unchecked")
+		exe = &Image{Path: exePath, proc: p, Status: ImageUnverified, Note: "the core has no mapping of it"}
+		p.Images = append(p.Images, exe)
+	}
+	exe.IsExe = true
+	exe.HostPath, exe.FileIDs = abs, ids
+	coreHdr := []byte(nil)
+	for _, m := range exe.Mappings {
+		if m.Offset == 0 {
+			coreHdr = p.coreHeaderPage(m)
+			break
+		}
+	}
+	exe.Note = ""
+	exe.Status = verifyImage(exe, coreHdr, fileHdr)
+	if exe.Status == ImageMismatch {
+		if !force {
+			return &BuildIDMismatchError{Exe: exePath, ExeIDs: ids, CoreIDs: exe.CoreIDs, CorePath: exe.Path}
+		}
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%s does not match the core (%s); analysed anyway because of --force", exePath, exe.Note))
+		exe.Status = ImageUnverified
+	}
+	if entry, ok := p.Auxv.Lookup(AT_ENTRY); ok && fh.Entry != 0 && len(exe.Mappings) == 0 {
+		exe.Bias = entry - fh.Entry
+	}
+	p.Exe = exe
+	return nil
+}
+
+// coreMemory serves memory from the core file, and pages the kernel did not
+// dump from the files that back them.
+type coreMemory struct {
+	f    *os.File
+	data []byte // the core mapped read-only; nil when mmap failed
+	size int64
+	p    *Process
+}
+
+func newCoreMemory(f *os.File, size int64, p *Process) (*coreMemory, error) {
+	c := &coreMemory{f: f, size: size, p: p}
+	if size > 0 {
+		if data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED); err == nil {
+			c.data = data
+		}
+	}
+	return c, nil
+}
+
+func (c *coreMemory) close() error {
+	if c.data != nil {
+		syscall.Munmap(c.data)
+		c.data = nil
+	}
+	return c.f.Close()
+}
+
+// readCore copies bytes stored in the core for mapping m.
+func (c *coreMemory) readCore(m *Mapping, b []byte, addr uint64) error {
+	off := addr - m.Start
+	avail := m.Dumped - m.Missing
+	if off+uint64(len(b)) > avail {
+		if off+uint64(len(b)) <= m.Dumped || off < m.Dumped {
+			return &MemoryError{Addr: max(addr, m.Start+avail), Reason: Truncated, Mapping: m}
+		}
+		return &MemoryError{Addr: addr, Reason: NotDumped, Mapping: m}
+	}
+	pos := m.coreOff + int64(off)
+	if c.data != nil {
+		copy(b, c.data[pos:pos+int64(len(b))])
+		return nil
+	}
+	if _, err := c.f.ReadAt(b, pos); err != nil {
+		return &MemoryError{Addr: addr, Reason: Truncated, Mapping: m, Detail: err.Error()}
+	}
+	return nil
+}
+
+func (c *coreMemory) readMapping(m *Mapping, b []byte, addr uint64) error {
+	off := addr - m.Start
+	if off < m.Dumped {
+		k := min(uint64(len(b)), m.Dumped-off)
+		if err := c.readCore(m, b[:k], addr); err != nil {
+			return err
+		}
+		b, addr, off = b[k:], addr+k, off+k
+		if len(b) == 0 {
+			return nil
+		}
+	}
+	return c.readFile(m, b, addr)
+}
+
+// readFile serves bytes of m that the core does not hold from its file.
+func (c *coreMemory) readFile(m *Mapping, b []byte, addr uint64) error {
+	if !m.FileBacked() {
+		return &MemoryError{Addr: addr, Reason: NotDumped, Mapping: m, Detail: describeUndumped(m)}
+	}
+	im := m.Image
+	if im == nil {
+		return &MemoryError{Addr: addr, Reason: NotDumped, Mapping: m,
+			Detail: "backed by a file that is not an ELF image; only images are read from disk"}
+	}
+	if im.Status == ImageMissing {
+		return &MemoryError{Addr: addr, Reason: FileUnavailable, Mapping: m, Detail: im.Path + " " + im.Note}
+	}
+	if !im.Status.Usable() {
+		return &MemoryError{Addr: addr, Reason: FileMismatch, Mapping: m, Detail: im.Path + ": " + im.Note}
+	}
+	if _, err := im.ELF(); err != nil && im.hostFile == nil {
+		return &MemoryError{Addr: addr, Reason: FileUnavailable, Mapping: m, Detail: err.Error()}
+	}
+	hf := im.hostFile
+	if hf == nil {
+		return &MemoryError{Addr: addr, Reason: FileUnavailable, Mapping: m, Detail: im.Path}
+	}
+	fileOff := int64(m.Offset + (addr - m.Start))
+	n, err := hf.ReadAt(b, fileOff)
+	if n < len(b) {
+		if err == io.EOF || err == nil {
+			return &MemoryError{Addr: addr + uint64(n), Reason: PastEndOfFile, Mapping: m, Detail: im.HostPath}
+		}
+		return &MemoryError{Addr: addr + uint64(n), Reason: FileUnavailable, Mapping: m, Detail: err.Error()}
+	}
+	return nil
+}
+
+func describeUndumped(m *Mapping) string {
+	if m.Perm == 0 {
+		return "a PROT_NONE reservation (guard page or reserved address space)"
+	}
+	return "anonymous memory the core does not include (coredump_filter)"
+}
+
+func (c *coreMemory) servable(m *Mapping, from, to uint64) bool {
+	lo, hi := from-m.Start, to-m.Start
+	have := m.Dumped - m.Missing
+	if hi <= have {
+		return true
+	}
+	if max(lo, have) < min(hi, m.Dumped) {
+		return false // part of it is cut off by truncation
+	}
+	im := m.Image
+	return m.FileBacked() && im != nil && im.Status.Usable() && im.HostPath != ""
+}

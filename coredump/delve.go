@@ -1,0 +1,52 @@
+package coredump
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/go-delve/delve/pkg/proc"
+	"github.com/go-delve/delve/pkg/proc/core"
+)
+
+// delveState holds Delve's view of a core, opened once on first use.
+type delveState struct {
+	once   sync.Once
+	target *proc.Target
+	err    error
+}
+
+var errDelveLive = errors.New("Delve's view is available for core files only")
+
+// Delve returns Delve's target for the core, opened on the same core and
+// executable, for DWARF-level work: types, variables, expression
+// evaluation. Trust its memory only for bytes stored in the core or
+// belonging to the executable: for shared-library ranges it returns the
+// executable's bytes (shared/reference/delve-notes.md, trap 1).
+func (p *Process) Delve() (*proc.Target, error) {
+	if p.Live() {
+		return nil, errDelveLive
+	}
+	st := p.Cached(delveKey{}, func() any { return &delveState{} }).(*delveState)
+	st.once.Do(func() {
+		defer func() {
+			if r := recover(); r != nil {
+				st.err = fmt.Errorf("delve: internal error opening the core: %v", r)
+			}
+		}()
+		if p.Exe == nil || p.Exe.HostPath == "" {
+			st.err = errors.New("delve: no executable")
+			return
+		}
+		grp, err := core.OpenCore(p.Core, p.Exe.HostPath, nil)
+		if err != nil {
+			st.err = fmt.Errorf("delve: %w", err)
+			return
+		}
+		st.target = grp.Selected
+		p.OnClose(func() error { return grp.Detach(false) })
+	})
+	return st.target, st.err
+}
+
+type delveKey struct{}
