@@ -2,7 +2,10 @@ module github.com/coreexplain/coreexplain
 
 go 1.26.0
 
-require github.com/go-delve/delve v1.27.2
+require (
+	github.com/go-delve/delve v1.27.2
+	github.com/spf13/pflag v1.0.10
+)
 
 require (
 	github.com/cilium/ebpf v0.22.0 // indirect
