@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/go-delve/delve v1.27.2
-	github.com/spf13/pflag v1.0.10
+	github.com/spf13/pflag v1.1.0
 )
 
 require (
