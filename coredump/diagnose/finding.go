@@ -82,6 +82,10 @@ type Finding struct {
 	Why      string     `json:"confidence_why,omitempty"`
 	Evidence []Evidence `json:"evidence"`
 	Location *Location  `json:"location,omitempty"`
+	// Key is a short, stable discriminator of the bug for crash
+	// signatures: the abort message, the fatal error text, the panic
+	// value's type. Never an address or a count.
+	Key string `json:"key,omitempty"`
 	// Cause marks the finding that explains the death (or the hang); the
 	// others are related problems seen on the way.
 	Cause bool `json:"cause,omitempty"`
