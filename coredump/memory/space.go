@@ -222,16 +222,18 @@ type TLSInfo struct {
 type Space struct {
 	p *coredump.Process
 
-	goOnce  sync.Once
-	bin     *goruntime.Binary
-	heap    *goruntime.Heap
-	gv      *goView
-	goErrs  []string
-	thOnce  sync.Once
-	threads []threadStack
-	tls     []tlsRange
-	secMu   sync.Mutex
-	secs    map[*coredump.Image][]section
+	goOnce    sync.Once
+	bin       *goruntime.Binary
+	heap      *goruntime.Heap
+	gv        *goView
+	goErrs    []string
+	thOnce    sync.Once
+	threads   []threadStack
+	tls       []tlsRange
+	faultOnce sync.Once
+	fault     *Fault
+	secMu     sync.Mutex
+	secs      map[*coredump.Image][]section
 }
 
 type spaceKey struct{}
