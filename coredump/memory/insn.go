@@ -91,7 +91,10 @@ type Insn struct {
 	Divide        bool `json:"divide,omitempty"` // div, idiv
 	Halt          bool `json:"halt,omitempty"`   // hlt (privileged in user mode)
 	Call          bool `json:"call,omitempty"`
-	Ret           bool `json:"ret,omitempty"`
+	Jump          bool `json:"jump,omitempty"` // unconditional jmp
+	// Target is the register an indirect call or jump goes through.
+	Target string `json:"target,omitempty"`
+	Ret    bool   `json:"ret,omitempty"`
 	// Bytes are the instruction's encoding.
 	Bytes []byte `json:"-"`
 }
@@ -167,6 +170,8 @@ func decodeAMD64(code []byte, pc uint64) (*Insn, error) {
 		in.Halt = true
 	case x86asm.CALL, x86asm.LCALL:
 		in.Call, in.StackWrite = true, true
+	case x86asm.JMP, x86asm.LJMP:
+		in.Jump = true
 	case x86asm.RET, x86asm.LRET:
 		in.Ret = true
 	case x86asm.PUSH, x86asm.PUSHF, x86asm.PUSHFQ, x86asm.ENTER:
@@ -201,6 +206,11 @@ func decodeAMD64(code []byte, pc uint64) (*Insn, error) {
 			in.StackWrite = true
 		}
 		break
+	}
+	if (in.Call || in.Jump) && inst.Args[0] != nil {
+		if r, ok := inst.Args[0].(x86asm.Reg); ok {
+			in.Target = regName(r)
+		}
 	}
 	if in.Mem == nil && strings.HasPrefix(in.Op, "sub") && len(inst.Args) > 0 {
 		if r, ok := inst.Args[0].(x86asm.Reg); ok && r == x86asm.RSP {
@@ -307,8 +317,14 @@ func decodeARM64(code []byte, pc uint64) (*Insn, error) {
 	switch inst.Op {
 	case arm64asm.BRK:
 		in.Trap = true
-	case arm64asm.BL, arm64asm.BLR:
+	case arm64asm.BL:
 		in.Call = true
+	case arm64asm.BLR, arm64asm.BR:
+		in.Call = inst.Op == arm64asm.BLR
+		in.Jump = inst.Op == arm64asm.BR
+		if r, ok := inst.Args[0].(arm64asm.Reg); ok {
+			in.Target = strings.ToLower(r.String())
+		}
 	case arm64asm.RET:
 		in.Ret = true
 	case arm64asm.SDIV, arm64asm.UDIV:
