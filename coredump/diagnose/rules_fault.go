@@ -92,7 +92,7 @@ func (c *faultCtx) baseEvidence() []Evidence {
 		Value:  ft.CodeName(),
 		Source: ft.Source,
 	}}
-	if c.in != nil {
+	if c.in != nil && c.executable(ft.PC) {
 		what := "faulting instruction: " + c.in.Text
 		if c.in.Mem != nil {
 			what += fmt.Sprintf(" (%s %s)", c.in.Access, c.in.Mem)
@@ -304,8 +304,18 @@ func (c *faultCtx) callerOf() (string, []Evidence) {
 		if err != nil || !in.Call || in.Len != k {
 			continue
 		}
-		ev := []Evidence{{What: fmt.Sprintf("return address %#x at the top of the stack follows `%s` in %s", ra, in.Text, c.fn(ra-uint64(k))),
+		caller := c.fn(ra - uint64(k))
+		ev := []Evidence{{What: fmt.Sprintf("return address %#x at the top of the stack follows `%s` in %s", ra, in.Text, caller),
 			Addr: AddrPtr(sp), Value: fmt.Sprintf("%#x", ra), Source: ft.Source}}
+		if in.Target == "" && in.Mem == nil {
+			// A direct call: the bad jump happened inside its callee, or
+			// in a function the callee tail-called.
+			if im, sym, ok := c.f.Proc.Symbolize(callTarget(in)); ok && im != nil {
+				ev[0].What += fmt.Sprintf(": the bad call or jump was made in %s or a function it tail-called", sym.Name)
+				return sym.Name, ev
+			}
+			return caller, ev
+		}
 		if in.Target != "" {
 			if v, ok := memory.RegValue(ft.Regs, in.Target); ok {
 				ev = append(ev, Evidence{What: fmt.Sprintf("the call went through register %s = %#x", in.Target, v),
@@ -321,6 +331,15 @@ func (c *faultCtx) callerOf() (string, []Evidence) {
 		return c.fn(ra - uint64(k)), ev
 	}
 	return "", nil
+}
+
+// callTarget is the destination of a direct call, from its rel32.
+func callTarget(in *memory.Insn) uint64 {
+	if len(in.Bytes) != 5 || in.Bytes[0] != 0xe8 {
+		return 0
+	}
+	rel := int32(uint32(in.Bytes[1]) | uint32(in.Bytes[2])<<8 | uint32(in.Bytes[3])<<16 | uint32(in.Bytes[4])<<24)
+	return uint64(int64(in.PC) + 5 + int64(rel))
 }
 
 func (c *faultCtx) stackOverflow() *Finding {

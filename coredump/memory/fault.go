@@ -210,7 +210,7 @@ func (s *Space) goFault() *Fault {
 		return nil
 	}
 	off := map[string]int64{}
-	for _, n := range []string{"sig", "sigcode0", "sigcode1", "sigpc", "_panic"} {
+	for _, n := range []string{"sig", "sigcode0", "sigcode1", "sigpc"} {
 		f, err := g.Field(n)
 		if err != nil {
 			return nil
@@ -232,11 +232,12 @@ func (s *Space) goFault() *Fault {
 		if err != nil || !coredump.Signal(sig).IsFault() {
 			continue
 		}
-		pan, _ := s.p.ReadUint64(c.G + uint64(off["_panic"]))
+		// A nil dereference panics (g._panic set); an "unexpected fault
+		// address" throws without a panic record: both keep g.sig.
 		code, _ := s.p.ReadUint64(c.G + uint64(off["sigcode0"]))
 		addr, _ := s.p.ReadUint64(c.G + uint64(off["sigcode1"]))
 		pc, _ := s.p.ReadUint64(c.G + uint64(off["sigpc"]))
-		if pan == 0 || pc == 0 {
+		if pc == 0 {
 			continue
 		}
 		return &Fault{Signal: coredump.Signal(sig), Code: int32(code), Addr: addr, PC: pc, TID: c.TID,

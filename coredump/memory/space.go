@@ -10,6 +10,7 @@
 package memory
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"fmt"
 	"sort"
@@ -689,25 +690,19 @@ func (s *Space) imageInfo(im *coredump.Image, addr uint64) *ImageInfo {
 // nearestSymbol returns the symbol covering addr, else the nearest symbol
 // below it in the same section-free sense (any kind).
 func nearestSymbol(im *coredump.Image, addr uint64) (coredump.Symbol, bool) {
-	if sym, ok := im.SymbolAt(addr); ok {
+	if sym, ok := im.SymbolAt(addr); ok && (sym.Size > 0 || sym.Addr == addr || sym.Kind == elf.STT_FUNC) {
 		return sym, true
 	}
+	// Data without a covering symbol (string literals, padding): name the
+	// nearest sized symbol below, within a page.
 	syms := im.Symbols()
 	i := sort.Search(len(syms), func(i int) bool { return syms[i].Addr > addr }) - 1
-	if i < 0 {
-		return coredump.Symbol{}, false
-	}
-	// Prefer a sized symbol at the same address.
-	j := i
-	for j > 0 && syms[j-1].Addr == syms[i].Addr {
-		j--
-	}
-	for k := j; k <= i; k++ {
-		if syms[k].Size > 0 {
-			return syms[k], true
+	for ; i >= 0 && addr-syms[i].Addr < 4096; i-- {
+		if syms[i].Size > 0 {
+			return syms[i], true
 		}
 	}
-	return syms[i], true
+	return coredump.Symbol{}, false
 }
 
 // isGoSymbol reports whether a symbol name is a Go one: package-qualified
