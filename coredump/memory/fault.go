@@ -159,6 +159,13 @@ func (s *Space) sigframeFault() *Fault {
 			slices.Reverse(frames)
 			for _, f := range frames {
 				if f.Signal.IsFault() && f.Code > 0 {
+					// The goroutine whose cgo call (or runtime code) was
+					// running on the thread.
+					for _, gs := range s.gv.Stacks {
+						if gs.Kind == GoroutineStack && gs.TID == t.TID && !gs.Dead {
+							f.Goroutine = gs.Goid
+						}
+					}
 					return f
 				}
 			}

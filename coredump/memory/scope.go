@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/go-delve/delve/pkg/dwarf/godwarf"
+	"github.com/go-delve/delve/pkg/dwarf/op"
 	"github.com/go-delve/delve/pkg/proc"
 )
 
@@ -64,6 +66,7 @@ func GoroutineFrames(p *coredump.Process, gid int64) ([]Frame, error) {
 	if g.Thread != nil {
 		tid = g.Thread.ThreadID()
 	}
+	frames = reunwindAfterSigpanic(p, t, frames)
 	out := make([]Frame, 0, len(frames))
 	for i, fr := range frames {
 		f := Frame{Index: i, PC: fr.Call.PC, File: fr.Call.File, Line: fr.Call.Line, Inlined: fr.Inlined}
@@ -71,9 +74,88 @@ func GoroutineFrames(p *coredump.Process, gid int64) ([]Frame, error) {
 			f.Function = fr.Call.Fn.Name
 		}
 		f.Scope = proc.FrameToScope(t, t.Memory(), g, tid, frames[i:]...)
+		if f.Scope.PC == 0 {
+			f.Scope.PC = fr.Current.PC // a frame this package unwound
+		}
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// reunwindAfterSigpanic replaces Delve's frames above the frame that
+// faulted in Go code with frames unwound from the executable's call frame
+// information: Delve loses the caller of a frameless function that
+// faulted (it skips straight to runtime.main), while the runtime's own
+// traceback shows it. Frames up to the faulting one are Delve's, with
+// their inlined calls.
+func reunwindAfterSigpanic(p *coredump.Process, t *proc.Target, frames []proc.Stackframe) []proc.Stackframe {
+	sp := -1
+	for i, fr := range frames {
+		if fr.Call.Fn != nil && fr.Call.Fn.Name == "runtime.sigpanic" {
+			sp = i
+			break
+		}
+	}
+	if sp < 0 || sp+1 >= len(frames) {
+		return frames
+	}
+	j := sp + 1
+	for j+1 < len(frames) && frames[j].Inlined {
+		j++
+	}
+	fault := frames[j]
+	regs := &coredump.DwarfRegs{Arch: p.Arch}
+	regs.SetPC(fault.Current.PC)
+	regs.SetSP(uint64(frames[sp].Regs.CFA))
+	if bp := fault.Regs.BP(); bp != 0 {
+		regs.SetFP(bp)
+	}
+	bi := t.BinInfo()
+	out := append([]proc.Stackframe(nil), frames[:j+1]...)
+	exact := true
+	for len(out) < maxFrames {
+		step, err := p.UnwindCFI(regs, exact)
+		if err != nil {
+			break
+		}
+		caller := step.Caller
+		pc := caller.PC()
+		fn := bi.PCToFunc(pc)
+		if fn == nil || caller.SP() <= regs.SP() {
+			break
+		}
+		file, line, _ := bi.PCToLine(pc - 1)
+		pcN, spN, fpN := dwarfRoles(p.Arch)
+		dr := op.NewDwarfRegisters(0, nil, binary.LittleEndian, pcN, spN, fpN, 0)
+		dr.AddReg(dr.SPRegNum, op.DwarfRegisterFromUint64(caller.SP()))
+		dr.AddReg(dr.PCRegNum, op.DwarfRegisterFromUint64(pc))
+		if bp, ok := caller.Get(int(fpN)); ok {
+			dr.AddReg(dr.BPRegNum, op.DwarfRegisterFromUint64(bp))
+		}
+		// Go functions' frame base is the CFA; find it by unwinding once
+		// more (the caller's own CFA).
+		if next, err := p.UnwindCFI(caller, false); err == nil {
+			dr.CFA, dr.FrameBase = int64(next.CFA), int64(next.CFA)
+		}
+		loc := proc.Location{PC: pc - 1, File: file, Line: line, Fn: fn}
+		out = append(out, proc.Stackframe{Current: proc.Location{PC: pc, File: file, Line: line, Fn: fn}, Call: loc, Regs: *dr})
+		if fn.Name == "runtime.goexit" || fn.Name == "runtime.main" || fn.Name == "runtime.mstart" {
+			break
+		}
+		regs, exact = caller, false
+	}
+	if len(out) <= j+1 {
+		return frames
+	}
+	return out
+}
+
+// dwarfRoles are the DWARF numbers of the pc, sp and frame pointer.
+func dwarfRoles(a coredump.Arch) (pc, sp, fp uint64) {
+	if a == coredump.ArchARM64 {
+		return 32, 31, 29
+	}
+	return 16, 7, 6
 }
 
 func safeStack(t *proc.Target, g *proc.G) (frames []proc.Stackframe, err error) {
