@@ -168,7 +168,6 @@ func danglingSlice(f *Facts) []Finding {
 				r0 := sl.Ranges[0].Region
 				if ft.Addr >= uint64(sl.Data) && ft.Addr < sp.RegionEnd(r0) {
 					covers = true
-					sl.Problems = append(sl.Problems, "len and cap read as 0: the compiler did not record them (constants or optimised away)")
 				}
 			}
 			if !sl.Dangling && !covers && sl.Confusion == "" && len(sl.Problems) == 0 {

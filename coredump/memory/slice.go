@@ -171,7 +171,10 @@ func (s *Space) SliceOfVariable(v *proc.Variable) (*Slice, error) {
 			return nil, fmt.Errorf("%s: slice of unknown element type", v.Name)
 		}
 		sl := &Slice{Name: v.Name, Type: v.TypeString(), ElemType: st.ElemType.String(), ElemSize: uint64(max(st.ElemType.Size(), 0)),
-			Header: coredump.Addr(v.Addr), Data: coredump.Addr(v.Base), Len: uint64(v.Len), Cap: uint64(v.Cap)}
+			Header: coredump.Addr(realAddr(v.Addr)), Data: coredump.Addr(v.Base), Len: uint64(v.Len), Cap: uint64(v.Cap)}
+		if sl.Header == 0 && v.Addr != 0 {
+			sl.Problems = append(sl.Problems, "the header is split across registers and stack slots (DWARF pieces); parts the compiler did not record read as 0")
+		}
 		return s.CheckSlice(sl), nil
 	case reflect.Ptr:
 		pt, ok := godwarf.ResolveTypedef(v.RealType).(*godwarf.PtrType)
@@ -185,7 +188,7 @@ func (s *Space) SliceOfVariable(v *proc.Variable) (*Slice, error) {
 		data := v.Children[0].Addr
 		n := uint64(max(at.Count, 0))
 		sl := &Slice{Name: v.Name, Type: v.TypeString(), ElemType: at.Type.String(), ElemSize: uint64(max(at.Type.Size(), 0)),
-			Header: coredump.Addr(v.Addr), Data: coredump.Addr(data), Len: n, Cap: n}
+			Header: coredump.Addr(realAddr(v.Addr)), Data: coredump.Addr(data), Len: n, Cap: n}
 		s.CheckSlice(sl)
 		if c := s.headerLikeAny(data); c != "" {
 			sl.Confusion = fmt.Sprintf("%s points at what looks like a slice header %s: a *[N]T made from &s (the header) instead of &s[0]", v.Name, c)
@@ -207,6 +210,15 @@ func (s *Space) headerLikeAny(addr uint64) string {
 		return ""
 	}
 	return fmt.Sprintf("{data %#x, len %d, cap %d}", ptr, l, c)
+}
+
+// realAddr filters out the placeholder addresses Delve gives variables
+// assembled from DWARF pieces (0xbeed…/0xbeef… in the top 16 bits).
+func realAddr(a uint64) uint64 {
+	if top := a >> 48; top == 0xbeed || top == 0xbeef {
+		return 0
+	}
+	return a
 }
 
 // SliceExpr evaluates expr in a frame's scope and checks the slice.
