@@ -178,6 +178,8 @@ func decodeAMD64(code []byte, pc uint64) (*Insn, error) {
 		in.StackWrite = true
 	case x86asm.MOVAPS, x86asm.MOVAPD, x86asm.MOVDQA, x86asm.MOVNTPS, x86asm.MOVNTPD, x86asm.MOVNTDQ, x86asm.MOVNTDQA:
 		in.AlignRequired = 16
+	case x86asm.VMOVAPS, x86asm.VMOVAPD, x86asm.VMOVDQA, x86asm.VMOVNTDQ, x86asm.VMOVNTDQA, x86asm.VMOVNTPS, x86asm.VMOVNTPD:
+		in.AlignRequired = max(inst.MemBytes, 16)
 	}
 	for ai, a := range inst.Args {
 		if a == nil {
