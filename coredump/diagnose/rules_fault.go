@@ -272,6 +272,9 @@ func (c *faultCtx) badPC() *Finding {
 		fd.Evidence = append(fd.Evidence, Evidence{What: "the mapping holding the pc is not executable", Addr: AddrPtr(ft.PC),
 			Value: pcR.Mapping.Perm, Source: "core program headers"})
 	}
+	if c.access == memory.AccessExecute {
+		fd.Evidence = append(fd.Evidence, Evidence{What: "the access was an instruction fetch", Value: "execute", Source: c.accSrc})
+	}
 	if caller, ev := c.callerOf(); caller != "" {
 		s += "; called from " + caller + " (a corrupt function pointer or return address)"
 		fd.Evidence = append(fd.Evidence, ev...)

@@ -221,12 +221,14 @@ func sliceFinding(f *Facts, sl *memory.Slice, where string, fr memory.Frame, ft 
 	switch {
 	case covers && sl.Dangling:
 		fd.Cause = true
+		fd.Location = f.faultLocation(ft)
 		fd.Summary = fmt.Sprintf("Dangling slice %s: the fault address %#x lies in its backing array, which is no longer valid memory (%s)",
 			where, ft.Addr, sl.Why)
 		fd.Evidence = append(fd.Evidence, Evidence{What: fmt.Sprintf("the fault address %#x is %d bytes past the slice's data pointer", ft.Addr, ft.Addr-uint64(sl.Data)),
 			Addr: AddrPtr(ft.Addr), Source: ft.Source})
 	case covers:
 		fd.Cause = true
+		fd.Location = f.faultLocation(ft)
 		fd.Confidence = Medium
 		fd.Why = "the backing array covers the fault address but classifies as valid memory"
 		fd.Summary = fmt.Sprintf("Fault inside the backing array of slice %s at %#x", where, ft.Addr)
@@ -287,9 +289,13 @@ func cRetainsGoPointer(f *Facts) []Finding {
 		if gp.HolderKind == "C heap" {
 			fd.Confidence, fd.Why = Medium, "C heap chunks are not told apart: the word may be stale data in a freed chunk"
 		}
-		if why := implicated(f, ft, gp); why != "" {
+		if whys := implicated(f, ft, gp); len(whys) > 0 {
 			fd.Cause, fd.Rank = true, -5
-			fd.Evidence = append(fd.Evidence, Evidence{What: why, Addr: AddrPtr(ft.Addr), Source: ft.Source})
+			fd.Evidence = append(fd.Evidence, Evidence{What: fmt.Sprintf("the crash: %s (%s) at fault address %#x in %s",
+				ft.Signal, ft.CodeName(), ft.Addr, f.faultLocation(ft).Function), Addr: AddrPtr(ft.Addr), Source: ft.Source})
+			for _, why := range whys {
+				fd.Evidence = append(fd.Evidence, Evidence{What: why, Source: ft.Source})
+			}
 			fd.Location = f.faultLocation(ft)
 			fd.Summary = fmt.Sprintf("C keeps a pointer to Go memory in %s (%s) after the cgo call returned; it now points to %s, and the crash came from it",
 				gp.HolderName, gp.Value, state)
@@ -306,22 +312,24 @@ func cRetainsGoPointer(f *Facts) []Finding {
 // implicated says how a C-held Go pointer is tied to the fault: the fault
 // address lies in the Go object, is a word read from it, or a register at
 // the fault holds the pointer.
-func implicated(f *Facts, ft *memory.Fault, gp memory.GoPointer) string {
+func implicated(f *Facts, ft *memory.Fault, gp memory.GoPointer) []string {
 	if ft == nil {
-		return ""
+		return nil
 	}
+	var whys []string
 	t := gp.Target
 	lo, hi := uint64(gp.Value), uint64(gp.Value)+8
 	if t.Heap != nil && t.Heap.Object != 0 && t.Heap.Span != nil {
 		lo, hi = uint64(t.Heap.Object), uint64(t.Heap.Object)+t.Heap.Span.ElemSize
 	}
 	if ft.Addr >= lo && ft.Addr < hi {
-		return fmt.Sprintf("the fault address %#x lies in that Go object (%#x-%#x)", ft.Addr, lo, hi)
+		whys = append(whys, fmt.Sprintf("the fault address %#x lies in that Go object (%#x-%#x)", ft.Addr, lo, hi))
 	}
 	if ft.Regs != nil {
 		for i, n := range ft.Regs.Names() {
 			if i < len(ft.Regs.Values) && ft.Regs.Values[i] >= lo && ft.Regs.Values[i] < hi && n != "rip" {
-				return fmt.Sprintf("register %s = %#x points into that Go object at the fault", n, ft.Regs.Values[i])
+				whys = append(whys, fmt.Sprintf("register %s = %#x points into that Go object at the fault", n, ft.Regs.Values[i]))
+				break
 			}
 		}
 	}
@@ -331,12 +339,13 @@ func implicated(f *Facts, ft *memory.Fault, gp memory.GoPointer) string {
 		for off := 0; off+8 <= got; off += 8 {
 			w := binary.LittleEndian.Uint64(buf[off:])
 			if w == ft.Addr || (w <= ft.Addr && ft.Addr-w < 64) {
-				return fmt.Sprintf("the fault address %#x comes from the word %#x at offset %d of that Go object, which C read through its stale pointer",
-					ft.Addr, w, off)
+				whys = append(whys, fmt.Sprintf("the fault address %#x comes from the word %#x at offset %d of that Go object, which C read through its stale pointer",
+					ft.Addr, w, off))
+				break
 			}
 		}
 	}
-	return ""
+	return whys
 }
 
 const nullPageLimitDiag = 0x10000
