@@ -21,9 +21,8 @@ func init() {
 	register(&command{
 		name:  "addr",
 		usage: "addr [flags] CORE [BINARY] ADDR...",
-		summary: "Say what is at each address: not mapped (and what is around it), a mapping with its\n" +
-			"file, section and symbol, a Go heap object (allocated or free, its type), a goroutine or\n" +
-			"thread stack (live or dead part), a guard page, C heap, a thread's TLS.",
+		summary: "Say what is at each address: mapping, section and symbol, Go heap object (allocated or\n" +
+			"free, its type), stack (live or dead part), guard page, C heap, TLS.",
 		examples: []string{
 			"coreexplain addr core.1234 ./server 0xc000123456",
 			"coreexplain addr --json core.1234 0x7f12a4001000 0x80",

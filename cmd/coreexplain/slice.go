@@ -22,10 +22,9 @@ func init() {
 	register(&command{
 		name:  "slice",
 		usage: "slice [flags] CORE [BINARY] (EXPR | ADDR:TYPE)",
-		summary: "Decode a slice and check it: its header (data, len, cap), len <= cap, and what every part\n" +
-			"of its backing array is now (unmapped, freed heap, a dead stack frame, a freed C chunk).\n" +
-			"EXPR is a Go expression in a frame's scope (a variable, a field: cfg.Items); ADDR:TYPE\n" +
-			"reads the slice header at ADDR as []TYPE. A *[N]T expression is checked as arr[:].",
+		summary: "Decode a slice header and check that all of its backing array is still valid memory.\n" +
+			"EXPR is a Go expression in a frame's scope (data, cfg.Items); ADDR:TYPE reads the header\n" +
+			"at ADDR as []TYPE; a *[N]T is checked as arr[:].",
 		examples: []string{
 			"coreexplain slice core.1234 ./server data",
 			"coreexplain slice --goroutine 7 --frame 2 core.1234 ./server req.Body",
