@@ -629,3 +629,68 @@ func (c *faultCtx) divisor() *uint64 {
 	}
 	return nil
 }
+
+func init() {
+	Register(Rule{Name: "go-stack-overflow", Run: goStackOverflow})
+}
+
+// goStackOverflow finds a goroutine whose stack cannot grow any more:
+// newstack throws "stack overflow" when doubling it would pass
+// runtime.maxstacksize (1 GB by default, debug.SetMaxStack).
+func goStackOverflow(f *Facts) []Finding {
+	sp := f.Memory()
+	bin := sp.Go()
+	if bin == nil {
+		return nil
+	}
+	addr, ok := bin.Symbol("runtime.maxstacksize")
+	if !ok {
+		return nil
+	}
+	limit, err := f.Proc.ReadUint64(addr)
+	if err != nil || limit == 0 {
+		return nil
+	}
+	var big *memory.StackInfo
+	for _, st := range sp.GoroutineStacks() {
+		if size := uint64(st.Hi - st.Lo); size*2 > limit && (big == nil || size > uint64(big.Hi-big.Lo)) {
+			big = st
+		}
+	}
+	if big == nil {
+		return nil
+	}
+	size := uint64(big.Hi - big.Lo)
+	fd := Finding{Class: "stack-overflow", Cause: true, Confidence: High,
+		Location: &Location{Goroutine: big.Goroutine}}
+	fd.Evidence = append(fd.Evidence,
+		Evidence{What: fmt.Sprintf("goroutine %d's stack is %d bytes (%s-%s); growing it to %d bytes would pass runtime.maxstacksize = %d",
+			big.Goroutine, size, big.Lo, big.Hi, 2*size, limit), Addr: AddrPtr(uint64(big.Lo)), Value: fmt.Sprint(size), Source: "g.stack and runtime.maxstacksize"})
+	frames, err := memory.GoroutineFrames(f.Proc, big.Goroutine)
+	counts := map[string]int{}
+	var names []string
+	for _, fr := range frames {
+		if fr.Function == "" || strings.HasPrefix(fr.Function, "runtime.") {
+			continue
+		}
+		counts[fr.Function]++
+		names = append(names, fr.Function)
+	}
+	fn, n := "", 0
+	for name, k := range counts {
+		if k > n || k == n && name < fn {
+			fn, n = name, k
+		}
+	}
+	if err != nil || n < 3 {
+		fd.Summary = fmt.Sprintf("Go stack overflow: goroutine %d's stack reached the %d-byte limit", big.Goroutine, limit)
+		fd.Key = "go stack"
+		return []Finding{fd}
+	}
+	fd.Summary = fmt.Sprintf("Go stack overflow: %s recursed until goroutine %d's stack reached the %d-byte limit", fn, big.Goroutine, limit)
+	fd.Key = keyOf("recursion", fn)
+	fd.Location.Function = fn
+	fd.Evidence = append(fd.Evidence, Evidence{What: fmt.Sprintf("%s appears %d times in the top %d Go frames of goroutine %d", fn, n, len(frames), big.Goroutine),
+		Value: fn, Source: "DWARF unwinding of the goroutine's stack"})
+	return []Finding{fd}
+}

@@ -2,6 +2,7 @@ package diagnose_test
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,6 +87,8 @@ func TestMemoryFixtures(t *testing.T) {
 	}
 }
 
+var reStackBounds = regexp.MustCompile(`(?m)^runtime: sp=0x[0-9a-f]+ stack=\[(0x[0-9a-f]+), (0x[0-9a-f]+)\]`)
+
 func checkExpect(t *testing.T, fx *fixtures.Fixture, c *fixtures.Crash, fd diagnose.Finding) {
 	t.Helper()
 	text := evidenceText(fd)
@@ -133,6 +136,12 @@ func checkExpect(t *testing.T, fx *fixtures.Fixture, c *fixtures.Crash, fd diagn
 	}
 	if fn := str("recursing_function"); fn != "" && (!hasValue(fd, fn) || fd.Key != "recursion "+fn) {
 		t.Errorf("recursing function %s not named:\n%s", fn, text)
+	}
+	// A Go stack overflow: the stack bounds the runtime printed.
+	if m := reStackBounds.FindStringSubmatch(c.Stderr); m != nil && fd.Class == "stack-overflow" {
+		if !strings.Contains(text, "("+m[1]+"-"+m[2]+")") {
+			t.Errorf("stack [%s, %s] the runtime printed is not in the evidence:\n%s", m[1], m[2], text)
+		}
 	}
 	if lit := str("literal"); lit != "" && !hasValue(fd, strconv.Quote(lit)) {
 		t.Errorf("literal %q not shown:\n%s", lit, text)

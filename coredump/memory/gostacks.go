@@ -248,3 +248,19 @@ func loadGoView(p *coredump.Process, bin *goruntime.Binary) (*goView, error) {
 	}
 	return v, nil
 }
+
+// GoroutineStacks lists the stacks of the goroutines that are not dead.
+func (s *Space) GoroutineStacks() []*StackInfo {
+	s.loadGo()
+	if s.gv == nil {
+		return nil
+	}
+	var out []*StackInfo
+	for i := range s.gv.Stacks {
+		g := &s.gv.Stacks[i]
+		if g.Kind == GoroutineStack && !g.Dead {
+			out = append(out, g.info(g.SP))
+		}
+	}
+	return out
+}
