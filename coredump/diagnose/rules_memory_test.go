@@ -2,6 +2,7 @@ package diagnose_test
 
 import (
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -66,21 +67,32 @@ func TestMemoryFixtures(t *testing.T) {
 		if !memoryClasses[class] {
 			continue
 		}
-		ran++
-		t.Run(name, func(t *testing.T) {
-			c, err := fx.Crash(fixtures.Default)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fds, facts := findings(t, c)
-			if len(fds) == 0 || fds[0].Class != class || !fds[0].Cause {
-				for _, fd := range fds {
-					t.Logf("%s (cause %v): %s", fd.Class, fd.Cause, fd.Summary)
+		variants := []fixtures.Variant{fixtures.Default}
+		if fx.Spec.Lang != fixtures.LangGo {
+			variants = append(variants, fixtures.Variant{CC: "musl-gcc"})
+		}
+		for _, v := range variants {
+			ran++
+			t.Run(name+"/"+v.String(), func(t *testing.T) {
+				if v.Musl() {
+					if _, err := exec.LookPath(v.CC); err != nil {
+						t.Skip("musl-gcc not installed (Debian package musl-tools)")
+					}
 				}
-				t.Fatalf("first finding is not a %s cause; notes %q", class, facts.Notes())
-			}
-			checkExpect(t, fx, c, fds[0])
-		})
+				c, err := fx.Crash(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fds, facts := findings(t, c)
+				if len(fds) == 0 || fds[0].Class != class || !fds[0].Cause {
+					for _, fd := range fds {
+						t.Logf("%s (cause %v): %s", fd.Class, fd.Cause, fd.Summary)
+					}
+					t.Fatalf("first finding is not a %s cause; notes %q", class, facts.Notes())
+				}
+				checkExpect(t, fx, c, fds[0])
+			})
+		}
 	}
 	if ran < 7 {
 		t.Errorf("only %d memory fixtures", ran)

@@ -175,7 +175,7 @@ func loadGoView(p *coredump.Process, bin *goruntime.Binary) (*goView, error) {
 					continue
 				}
 				lo, hi, _, _, _, _, _, err := readG(sg.g)
-				if err != nil || hi <= lo {
+				if err != nil || !plausibleStack(p, lo, hi) {
 					continue
 				}
 				st := goStack{Kind: sg.kind, G: sg.g, Lo: lo, Hi: hi, TID: tid, M: int64(id), Status: "system"}
@@ -242,11 +242,27 @@ func loadGoView(p *coredump.Process, bin *goruntime.Binary) (*goView, error) {
 		case schedSP >= lo && schedSP < hi:
 			st.SP, st.SPSource = schedSP, "g.sched.sp"
 		}
-		if hi > lo {
+		if plausibleStack(p, lo, hi) {
 			v.Stacks = append(v.Stacks, st)
 		}
 	}
 	return v, nil
+}
+
+// maxStackBytes bounds a believable stack: the runtime's default
+// maxstacksize is 1 GB on 64-bit.
+const maxStackBytes = 1 << 30
+
+// plausibleStack checks stack bounds read from a g: both ends in one
+// mapping and no bigger than any real stack. The runtime records a rough
+// guess for the main thread's g0 on some C libraries (static musl gives
+// [0x3d8, SP+...)).
+func plausibleStack(p *coredump.Process, lo, hi uint64) bool {
+	if hi <= lo || hi-lo > maxStackBytes {
+		return false
+	}
+	m := p.FindMapping(lo)
+	return m != nil && m.Contains(hi-1)
 }
 
 // GoroutineStacks lists the stacks of the goroutines that are not dead.

@@ -57,6 +57,9 @@ func (s *Space) CHeldGoPointers() (found []GoPointer, notes []string) {
 					continue
 				}
 				at := a + uint64(off)
+				if s.inTLS(at) {
+					continue // the runtime's own g slot in a thread's TLS (runtime.tlsg)
+				}
 				r := s.Classify(w)
 				if r.Kind != GoHeap && r.Kind != GoStack {
 					continue

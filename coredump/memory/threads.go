@@ -186,6 +186,13 @@ func (s *Space) tlsRanges() []tlsRange {
 	return out
 }
 
+// inTLS reports whether addr lies in some thread's TLS area.
+func (s *Space) inTLS(addr uint64) bool {
+	var r Region
+	s.annotateTLS(&r, addr)
+	return r.TLS != nil
+}
+
 func (s *Space) annotateTLS(r *Region, addr uint64) {
 	s.loadThreads()
 	for _, t := range s.tls {
