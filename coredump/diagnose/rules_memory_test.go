@@ -165,3 +165,24 @@ func checkExpect(t *testing.T, fx *fixtures.Fixture, c *fixtures.Crash, fd diagn
 		t.Errorf("target symbol %s not named: %s", sym, fd.Summary)
 	}
 }
+
+// The nil-deref field path comes out the same from binaries of older
+// toolchains (different runtime layouts, register ABI changes).
+func TestNilDerefOlderToolchains(t *testing.T) {
+	fx, err := fixtures.Load("go-nil-field")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []fixtures.Variant{{Go: "go1.21.13"}, {Go: "go1.22.12"}, {Go: "go1.24.13"}} {
+		t.Run(v.String(), func(t *testing.T) {
+			c, err := fx.Crash(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fds, facts := findings(t, c)
+			if len(fds) == 0 || fds[0].Class != "nil-deref" || fds[0].Key != "*main.Config.Limits.MaxIdle" {
+				t.Fatalf("findings %+v; notes %q", fds, facts.Notes())
+			}
+		})
+	}
+}
