@@ -38,7 +38,10 @@ func (r *Runtime) cLines() *cLineTable {
 		return r.clines
 	}
 	r.clinesDone = true
-	f, err := r.Binary.Image.ELF()
+	if r.Proc.Exe == nil {
+		return nil
+	}
+	f, err := r.Proc.Exe.ELF()
 	if err != nil {
 		return nil
 	}
@@ -46,7 +49,7 @@ func (r *Runtime) cLines() *cLineTable {
 	if err != nil {
 		return nil
 	}
-	t := &cLineTable{bias: r.Binary.Image.Bias}
+	t := &cLineTable{bias: r.Proc.Exe.Bias}
 	rd := d.Reader()
 	for {
 		e, err := rd.Next()

@@ -181,6 +181,11 @@ func (r *Runtime) findCrash() (*Crash, error) {
 	}
 	if c.Kind == CrashFault && c.Fault.Source != SourceGSig && t.M != nil {
 		c.InCgo = t.M.InCgo && c.Start < len(c.Frames) && c.Frames[c.Start].Kind == FrameC
+		if t.M.IsExtra && !c.InCgo && c.Start < len(c.Frames) && c.Frames[c.Start].Kind == FrameC {
+			// A C thread the runtime lent an extra M to handle the
+			// signal: its goroutine is a placeholder, not the crash.
+			c.G = nil
+		}
 	}
 	if c.Start > len(c.Frames) {
 		c.Start = len(c.Frames)

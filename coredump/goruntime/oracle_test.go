@@ -15,6 +15,7 @@ import (
 type tbFrame struct {
 	Func    string // as printed (runtime.gopanic is "panic")
 	Inlined bool   // printed with "(...)"
+	Args    string // as printed between the parentheses
 	File    string
 	Line    int
 	PC      uint64 // 0 when not printed (inlined frames)
@@ -34,6 +35,9 @@ type tbBlock struct {
 	SignalPC uint64
 	// Unavailable: "goroutine running on other thread; stack unavailable".
 	Unavailable bool
+	// Inner is the number of frames printed before "...N frames
+	// elided..." (0 when nothing was elided); the rest are the outermost.
+	Inner, Elided int
 }
 
 var (
@@ -42,6 +46,7 @@ var (
 	reTBPos     = regexp.MustCompile(`^\t(.*):(\d+)(?: \+0x[0-9a-f]+)?(?: fp=0x[0-9a-f]+ sp=(0x[0-9a-f]+) pc=(0x[0-9a-f]+))?$`)
 	reTBCreated = regexp.MustCompile(`^created by (\S+)(?: in goroutine (\d+))?$`)
 	reTBPC      = regexp.MustCompile(`^PC=(0x[0-9a-f]+) m=(\d+)`)
+	reTBElided  = regexp.MustCompile(`^\.\.\.(\d+) frames elided\.\.\.$`)
 )
 
 // parseTraceback splits the runtime's crash output into stacks.
@@ -84,6 +89,11 @@ func parseTraceback(stderr string) []*tbBlock {
 			cur = nil
 			continue
 		}
+		if m := reTBElided.FindStringSubmatch(l); m != nil {
+			cur.Inner = len(cur.Frames)
+			cur.Elided, _ = strconv.Atoi(m[1])
+			continue
+		}
 		if l == "goroutine running on other thread; stack unavailable" {
 			cur.Unavailable = true
 			continue
@@ -102,7 +112,7 @@ func parseTraceback(stderr string) []*tbBlock {
 				continue
 			}
 			i++
-			f := tbFrame{Func: m[1], Inlined: m[2] == "..."}
+			f := tbFrame{Func: m[1], Inlined: m[2] == "...", Args: m[2]}
 			f.File = p[1]
 			f.Line, _ = strconv.Atoi(p[2])
 			if p[4] != "" {

@@ -545,3 +545,44 @@ func (r *Runtime) MByID(id int64) *M {
 func sortGsByID(gs []*G) {
 	sort.Slice(gs, func(i, j int) bool { return gs[i].ID < gs[j].ID })
 }
+
+// HeapTotal is one figure of the heap's size.
+type HeapTotal struct {
+	Name   string
+	Bytes  uint64
+	Source string
+}
+
+// HeapTotals reads the heap's size as the runtime accounts it: the pages
+// of in-use spans (mheap_.pagesInUse), the live heap the collector
+// tracks (gcController.heapLive) and the memory limit (GOMEMLIMIT).
+func (r *Runtime) HeapTotals() []HeapTotal {
+	var out []HeapTotal
+	l := r.Binary.Layout
+	read := func(sym, typ, field string) (uint64, bool) {
+		a, _, ok := r.global(sym)
+		if !ok {
+			return 0, false
+		}
+		off, err := l.Off(typ, field)
+		if err != nil {
+			return 0, false
+		}
+		v, err := r.Proc.ReadUint64(a + uint64(off))
+		return v, err == nil
+	}
+	page := int64(8192)
+	if v, ok := l.Const("runtime._PageSize"); ok {
+		page = v
+	}
+	if v, ok := read("runtime.mheap_", "runtime.mheap", "pagesInUse"); ok {
+		out = append(out, HeapTotal{"pages of in-use spans", v * uint64(page), "runtime.mheap_.pagesInUse"})
+	}
+	if v, ok := read("runtime.gcController", "runtime.gcControllerState", "heapLive"); ok {
+		out = append(out, HeapTotal{"live heap tracked by the garbage collector", v, "runtime.gcController.heapLive"})
+	}
+	if v, ok := read("runtime.gcController", "runtime.gcControllerState", "memoryLimit"); ok && int64(v) > 0 && int64(v) < 1<<62 {
+		out = append(out, HeapTotal{"memory limit (GOMEMLIMIT)", v, "runtime.gcController.memoryLimit"})
+	}
+	return out
+}

@@ -31,11 +31,18 @@ func (r *Runtime) Stack(g *G, max int) Stack {
 func (r *Runtime) goroutinePhys(g *G, max int, buf []physFrame) ([]physFrame, error) {
 	if g.Running() {
 		if t := r.threadRunning(g); t != nil {
-			return r.runningPhys(t, g, max)
+			phys, err := r.runningPhys(t, g, max)
+			if err != errRunningOnSystemStack {
+				return phys, err
+			}
+			buf = buf[:0]
+			goto saved
 		}
 	}
+saved:
 	u := r.newUnwinder(false, nil, g, max)
 	u.out = buf[:0]
+	onThread := g.Running() && r.threadRunning(g) != nil
 	u.regs.Arch = coredump.ArchAMD64
 	switch {
 	case g.SyscallSP != 0 && (g.InSyscall() || g.Running()):
@@ -57,11 +64,13 @@ func (r *Runtime) goroutinePhys(g *G, max int, buf []physFrame) ([]physFrame, er
 		u.regs.SetSP(u.regs.SP() + 8)
 	}
 	u.run()
-	if g.Running() && u.err == nil {
+	if g.Running() && !onThread && u.err == nil {
 		u.err = errors.New("goroutine is running on a thread not in the core: stack from its last saved context")
 	}
 	return u.out, u.err
 }
+
+var errRunningOnSystemStack = errors.New("running on the system stack")
 
 // threadRunning returns the thread whose M runs g.
 func (r *Runtime) threadRunning(g *G) *Thread {
@@ -77,7 +86,15 @@ func (r *Runtime) threadRunning(g *G) *Thread {
 // frames on the goroutine's own stack, past the signal handlers.
 func (r *Runtime) runningPhys(t *Thread, g *G, max int) ([]physFrame, error) {
 	var out []physFrame
-	for _, f := range t.phys {
+	for i, f := range t.phys {
+		if f.g == g && len(out) == 0 && f.kind == FrameGo {
+			// The thread reached the goroutine's stack by a systemstack
+			// or morestack jump: the goroutine itself is parked in its
+			// saved context, as the runtime prints it.
+			if pi := r.pcinfo(f.pc, f.trap); pi.ok && pi.f.Kind() == KindSystemstack && i > 0 && f.sp == g.Sched.SP {
+				return nil, errRunningOnSystemStack
+			}
+		}
 		if f.g == g && f.kind != FrameSignal {
 			out = append(out, f)
 			if len(out) == max {
@@ -288,4 +305,38 @@ func PrintName(name string) string {
 		return name
 	}
 	return name[:i] + "[...]" + name[j+1:]
+}
+
+// IsStdlib reports whether a function belongs to the Go distribution (the
+// runtime and the standard library) rather than to the program or a
+// module it depends on: its package is in no module the binary's build
+// information lists.
+func (r *Runtime) IsStdlib(fn string) bool {
+	if fn == "" || strings.HasPrefix(fn, "main.") || strings.HasPrefix(fn, "_cgoexp_") {
+		return false
+	}
+	pkg := fn
+	if i := strings.LastIndexByte(pkg, '/'); i >= 0 {
+		if j := strings.IndexByte(pkg[i:], '.'); j >= 0 {
+			pkg = pkg[:i+j]
+		}
+	} else if j := strings.IndexByte(pkg, '.'); j >= 0 {
+		pkg = pkg[:j]
+	}
+	if bi := r.Binary.BuildInfo; bi != nil {
+		inModule := func(path string) bool {
+			return path != "" && (pkg == path || strings.HasPrefix(pkg, path+"/"))
+		}
+		if inModule(bi.Main.Path) {
+			return false
+		}
+		for _, d := range bi.Deps {
+			if inModule(d.Path) {
+				return false
+			}
+		}
+	}
+	// Standard library import paths have no dot in their first element.
+	first, _, _ := strings.Cut(pkg, "/")
+	return !strings.Contains(first, ".")
 }

@@ -74,10 +74,21 @@ type Thread struct {
 	phys []physFrame
 }
 
-// Function is the function the thread was in before the crash signals.
-func (t *Thread) Function() string {
-	if t.Top < len(t.Stack.Frames) {
-		return t.Stack.Frames[t.Top].Func
+// Function is the function the thread was in before the crash signals:
+// the innermost frame with a name (a C library's local functions have
+// none).
+func (t *Thread) Function() string { return innermostName(t.PreSignalFrames()) }
+
+// innermostName names the innermost frame that has a name, with its module
+// outside the executable.
+func innermostName(frames []Frame) string {
+	for _, f := range frames {
+		if f.Func != "" {
+			if f.Module != "" {
+				return f.Module + "`" + f.Func
+			}
+			return f.Func
+		}
 	}
 	return ""
 }
@@ -214,7 +225,7 @@ func (r *Runtime) unwindThread(t *Thread) {
 	}
 	u.run()
 	t.phys = u.out
-	t.Stack = Stack{Frames: r.expand(u.out, nil), Err: u.err}
+	t.Stack = Stack{Frames: r.expand(u.out, nil), Err: u.err, Note: u.note}
 	t.Top = 0
 	for i, f := range t.Stack.Frames {
 		if f.Kind == FrameSignal {
@@ -254,6 +265,11 @@ func (r *Runtime) threadState(t *Thread) ThreadState {
 		return StateUnknown
 	}
 	top := frames[0]
+	if m.IsExtra && top.Kind == FrameC {
+		// A C thread that borrowed an extra M (a callback into Go, or a
+		// signal the runtime handled for it) but runs C code.
+		return StateNonGo
+	}
 	curg := m.CurG()
 	switch {
 	case top.Kind == FrameC && (m.InCgo || m.NCgo > 0 && curg != nil && curg.InSyscall()):
