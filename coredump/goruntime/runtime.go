@@ -66,7 +66,8 @@ type Runtime struct {
 	crashOnce    sync.Once
 	crash        *Crash
 	crashErr     error
-	pcCache      sync.Map // pc key -> *pcInfo
+	pcOnce       sync.Once
+	pcs          *pcCache
 	types        *typeReader
 	md           *moduleData
 	clines       *cLineTable

@@ -73,10 +73,14 @@ func goFixtures(t testing.TB) []string {
 	return out
 }
 
-// forEachCore runs fn on every Go fixture's core for every variant.
+// forEachCore runs fn on every Go fixture's core for every variant (the
+// benchmark's large core has its own tests).
 func forEachCore(t *testing.T, fn func(t *testing.T, l *loaded)) {
 	for _, v := range variants() {
 		for _, name := range goFixtures(t) {
+			if name == manyFixture {
+				continue
+			}
 			t.Run(v.String()+"/"+name, func(t *testing.T) {
 				fn(t, loadFixture(t, name, v))
 			})

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/coreexplain/coreexplain/coredump"
-	"hash/maphash"
 	"slices"
 	"sort"
 	"strings"
@@ -23,26 +22,24 @@ func (r *Runtime) Stack(g *G, max int) Stack {
 	if max <= 0 {
 		max = MaxGoroutineFrames
 	}
-	phys, err := r.goroutinePhys(g, max, nil)
+	u := r.newUnwinder(false, nil, g, max)
+	phys, err := r.goroutinePhys(g, max, u)
 	return Stack{Frames: r.expand(phys, nil), Err: err}
 }
 
-// goroutinePhys unwinds g into physical frames, reusing buf.
-func (r *Runtime) goroutinePhys(g *G, max int, buf []physFrame) ([]physFrame, error) {
+// goroutinePhys unwinds g into physical frames with u, which it resets
+// (its buffers are reused from walk to walk).
+func (r *Runtime) goroutinePhys(g *G, max int, u *unwinder) ([]physFrame, error) {
+	var t *Thread
 	if g.Running() {
-		if t := r.threadRunning(g); t != nil {
+		if t = r.threadRunning(g); t != nil {
 			phys, err := r.runningPhys(t, g, max)
 			if err != errRunningOnSystemStack {
 				return phys, err
 			}
-			buf = buf[:0]
-			goto saved
 		}
 	}
-saved:
-	u := r.newUnwinder(false, nil, g, max)
-	u.out = buf[:0]
-	onThread := g.Running() && r.threadRunning(g) != nil
+	u.reset(false, nil, g, max)
 	u.regs.Arch = coredump.ArchAMD64
 	switch {
 	case g.SyscallSP != 0 && (g.InSyscall() || g.Running()):
@@ -64,7 +61,7 @@ saved:
 		u.regs.SetSP(u.regs.SP() + 8)
 	}
 	u.run()
-	if g.Running() && !onThread && u.err == nil {
+	if g.Running() && t == nil && u.err == nil {
 		u.err = errors.New("goroutine is running on a thread not in the core: stack from its last saved context")
 	}
 	return u.out, u.err
@@ -149,8 +146,6 @@ type bucketBuild struct {
 	next *bucketBuild
 }
 
-var bucketSeed = maphash.MakeSeed()
-
 // Buckets unwinds every goroutine and groups identical stacks, the
 // biggest bucket first, the crashing goroutine's bucket before all. max
 // bounds each stack's physical frames (0: the default).
@@ -166,10 +161,11 @@ func (r *Runtime) Buckets(max int) []*Bucket {
 	var order []*bucketBuild
 	var phys []physFrame
 	var key []uint64
+	u := r.newUnwinder(false, nil, nil, max)
 	now := r.nowEstimate()
 	for _, g := range r.Gs {
 		var err error
-		phys, err = r.goroutinePhys(g, max, phys)
+		phys, err = r.goroutinePhys(g, max, u)
 		key = key[:0]
 		key = append(key, uint64(g.Status&^r.off.gScan), uint64(g.WaitReason), g.GoPC)
 		if g.LockedMAddr != 0 {
@@ -187,7 +183,7 @@ func (r *Runtime) Buckets(max int) []*Bucket {
 			}
 			key = append(key, k)
 		}
-		h := maphash.Bytes(bucketSeed, u64bytes(key))
+		h := hashKey(key)
 		var bb *bucketBuild
 		for c := table[h]; c != nil; c = c.next {
 			if slices.Equal(c.key, key) {
@@ -233,19 +229,16 @@ func (r *Runtime) Buckets(max int) []*Bucket {
 	return out
 }
 
-func u64bytes(v []uint64) []byte {
-	b := make([]byte, 8*len(v))
-	for i, x := range v {
-		b[8*i] = byte(x)
-		b[8*i+1] = byte(x >> 8)
-		b[8*i+2] = byte(x >> 16)
-		b[8*i+3] = byte(x >> 24)
-		b[8*i+4] = byte(x >> 32)
-		b[8*i+5] = byte(x >> 40)
-		b[8*i+6] = byte(x >> 48)
-		b[8*i+7] = byte(x >> 56)
+// hashKey is FNV-1a over the words of a bucket key.
+func hashKey(v []uint64) uint64 {
+	h := uint64(14695981039346656037)
+	for _, x := range v {
+		for i := 0; i < 64; i += 8 {
+			h ^= (x >> i) & 0xff
+			h *= 1099511628211
+		}
 	}
-	return b
+	return h
 }
 
 // creatorFrame is the go statement that created g ("created by F in

@@ -183,6 +183,10 @@ type pcInfo struct {
 	spDelta int32
 	spOK    bool
 	logical []Logical // at the symbolization pc
+	// What the unwinder asks of the function, decided once.
+	kind             FuncKind
+	top, spWrite     bool
+	sigtramp, inject bool
 }
 
 type pcCache struct {
@@ -205,6 +209,9 @@ func (r *Runtime) pcinfo(pc uint64, trap bool) *pcInfo {
 	pi = &pcInfo{}
 	pi.f, pi.ok = r.Funcs.FuncAt(pc)
 	if pi.ok {
+		pi.kind, pi.top, pi.spWrite = pi.f.Kind(), pi.f.TopFrame(), pi.f.SPWrite()
+		pi.sigtramp = signalTrampolines[pi.f.Name()]
+		pi.inject = pi.kind == KindSigpanic || pi.kind == KindAsyncPreempt || pi.kind == KindDebugCall
 		pi.spDelta, pi.spOK = pi.f.SPDelta(pc)
 		sym := pc
 		if !trap && pc > pi.f.Entry {
@@ -219,8 +226,8 @@ func (r *Runtime) pcinfo(pc uint64, trap bool) *pcInfo {
 }
 
 func (r *Runtime) cache() *pcCache {
-	v, _ := r.pcCache.LoadOrStore(0, &pcCache{m: map[uint64]*pcInfo{}})
-	return v.(*pcCache)
+	r.pcOnce.Do(func() { r.pcs = &pcCache{m: map[uint64]*pcInfo{}} })
+	return r.pcs
 }
 
 // physFrame is one physical frame as the unwinder walks: a pc on a stack.
@@ -250,9 +257,38 @@ type unwinder struct {
 	out     []physFrame
 	err     error
 	mem     stackMem
-	seen    map[[2]uint64]bool
+	// switches are the (pc, sp) pairs where the walk changed stacks, to
+	// detect a loop; on one stack the SP must grow with every frame.
+	switches [][2]uint64
 	// note records a gap the unwinder stepped over.
 	note string
+	// pcs is a small direct-mapped cache in front of the runtime's.
+	pcs *[pcSlots]pcSlot
+}
+
+const pcSlots = 512
+
+type pcSlot struct {
+	key uint64
+	pi  *pcInfo
+}
+
+// pcinfo is Runtime.pcinfo through the unwinder's own cache.
+func (u *unwinder) pcinfo(pc uint64, trap bool) *pcInfo {
+	key := pc<<1 | 1
+	if trap {
+		key++
+	}
+	if u.pcs == nil {
+		u.pcs = new([pcSlots]pcSlot)
+	}
+	s := &u.pcs[(pc^pc>>9)%pcSlots]
+	if s.key == key {
+		return s.pi
+	}
+	pi := u.r.pcinfo(pc, trap)
+	s.key, s.pi = key, pi
+	return pi
 }
 
 // stackMem serves reads from one window of a stack, read in one piece.
@@ -293,27 +329,42 @@ func (u *unwinder) read(addr uint64) (uint64, error) {
 }
 
 func (r *Runtime) newUnwinder(thread bool, m *M, g *G, max int) *unwinder {
-	return &unwinder{r: r, thread: thread, m: m, g: g, max: max, first: true, mem: stackMem{p: r.Proc}}
+	u := &unwinder{r: r, mem: stackMem{p: r.Proc}}
+	u.reset(thread, m, g, max)
+	return u
+}
+
+// reset prepares u for another walk, keeping its buffers.
+func (u *unwinder) reset(thread bool, m *M, g *G, max int) {
+	*u = unwinder{r: u.r, thread: thread, m: m, g: g, max: max, first: true,
+		mem: stackMem{p: u.r.Proc, buf: u.mem.buf[:0]}, out: u.out[:0], switches: u.switches[:0], pcs: u.pcs}
 }
 
 // run walks until the stack ends, an error, or the depth limit.
 func (u *unwinder) run() {
+	lastSP, lastG := uint64(0), (*G)(nil)
 	for len(u.out) < u.max {
-		pc := u.regs.PC()
+		pc, sp := u.regs.PC(), u.regs.SP()
 		if pc == 0 {
 			return
 		}
-		key := [2]uint64{pc, u.regs.SP()}
-		if u.seen == nil {
-			u.seen = map[[2]uint64]bool{}
-		}
-		if u.seen[key] {
-			u.err = fmt.Errorf("unwinding loops at pc %#x sp %#x", pc, key[1])
+		if !u.first && u.g == lastG && u.g != nil && sp <= lastSP && len(u.out) > 0 && u.out[len(u.out)-1].kind != FrameSignal {
+			u.err = fmt.Errorf("unwinding does not progress at pc %#x sp %#x", pc, sp)
 			return
 		}
-		u.seen[key] = true
+		if u.g != lastG || lastG == nil {
+			key := [2]uint64{pc, sp}
+			for _, k := range u.switches {
+				if k == key {
+					u.err = fmt.Errorf("unwinding loops at pc %#x sp %#x", pc, sp)
+					return
+				}
+			}
+			u.switches = append(u.switches, key)
+		}
+		lastSP, lastG = sp, u.g
 		var more bool
-		if pi := u.r.pcinfo(pc, u.trap); pi.ok {
+		if pi := u.pcinfo(pc, u.trap); pi.ok {
 			more = u.goStep(pi)
 		} else {
 			more = u.cStep()
@@ -359,8 +410,8 @@ func (u *unwinder) goStep(pi *pcInfo) bool {
 	r := u.r
 	f := pi.f
 	pc, sp := u.regs.PC(), u.regs.SP()
-	kind := f.Kind()
-	spWrite := f.SPWrite()
+	kind := pi.kind
+	spWrite := pi.spWrite
 	if kind == KindCgocallback || (u.first && u.syscall) {
 		spWrite = false
 	}
@@ -414,11 +465,10 @@ func (u *unwinder) goStep(pi *pcInfo) bool {
 	}
 	cfa := sp + uint64(int64(pi.spDelta)) + 8
 	u.emitFrame(pi, pc, sp, cfa)
-	name := f.Name()
-	if signalTrampolines[name] {
+	if pi.sigtramp {
 		return u.signalFrame(cfa - 8)
 	}
-	if f.TopFrame() {
+	if pi.top {
 		return false
 	}
 	if spWrite && !u.first {
@@ -458,8 +508,8 @@ func (u *unwinder) goCaller(pi *pcInfo, pc, sp uint64, _ bool, recompute bool) b
 	} else {
 		bp = u.regs.FP()
 	}
-	injected := pi.f.Kind() == KindSigpanic || pi.f.Kind() == KindAsyncPreempt || pi.f.Kind() == KindDebugCall
-	u.regs = coredump.DwarfRegs{Arch: coredump.ArchAMD64}
+	injected := pi.inject
+	u.regs.Valid = 0 // Go code preserves no register for its caller but BP
 	u.regs.SetPC(ret)
 	u.regs.SetSP(cfa)
 	u.regs.SetFP(bp)
