@@ -189,6 +189,24 @@ func main() {
 	wg.Wait()
 }
 `, "go-panic", []string{"send on closed channel", "main.publish"}},
+	{"three-index-slice", `package main
+
+import "os"
+
+//go:noinline
+func window(b []byte, hi int) []byte { return b[1:2:hi] }
+
+//go:noinline
+func at(b []byte, i int) byte { return b[i] }
+
+func main() {
+	b := make([]byte, 3, 3)
+	if len(os.Args) > 5 {
+		println(at(b, -len(os.Args)))
+	}
+	println(len(window(b, len(os.Args)+6)))
+}
+`, "go-panic", []string{"slice bounds out of range [::7] with capacity 3", "main.window", "runtime.boundsError"}},
 	{"mutex-deadlock", `package main
 
 import "sync"

@@ -468,14 +468,14 @@ func (r *Runtime) boundsErrorText(st *rtype, addr uint64) (string, []*Value, boo
 	signed := b[off("signed", 16)] != 0
 	code := int(b[off("code", 17)])
 	if r.boundsFmt == nil {
-		r.boundsFmt = r.readStringArray("runtime.boundsErrorFmt", 64)
-		r.boundsNegFmt = r.readStringArray("runtime.boundsNegErrorFmt", 64)
+		r.boundsFmt = r.readStringArray("runtime.boundsErrorFmts", 64)
+		r.boundsNegFmt = r.readStringArray("runtime.boundsNegErrorFmts", 64)
 		if r.boundsFmt == nil || r.boundsNegFmt == nil {
 			r.boundsFmt, r.boundsNegFmt = boundsErrorFmtFallback, boundsNegErrorFmtFallback
 		}
 	}
 	formats := r.boundsFmt
-	if signed && x < 0 {
+	if signed && x < 0 && code < len(r.boundsNegFmt) {
 		formats = r.boundsNegFmt
 	}
 	if code >= len(formats) {

@@ -112,19 +112,20 @@ func IsCrashPlumbing(name string) bool { return crashPlumbing[name] }
 // the code pointer (runtime/panic.go, unchanged 1.21–1.26).
 var throwClosures = []string{"runtime.throw.func1", "runtime.fatal.func1"}
 
-// boundsErrorFmtFallback is runtime.boundsErrorFmt and boundsNegErrorFmt
-// (runtime/error.go, the same 1.21–1.26), for binaries whose symbols are
-// stripped so that the tables cannot be read from memory.
+// boundsErrorFmtFallback is runtime.boundsErrorFmts and
+// boundsNegErrorFmts (runtime/error.go, the same 1.21–1.26), for binaries
+// whose symbols are stripped so that the tables cannot be read from
+// memory.
 var boundsErrorFmtFallback = []string{
 	"index out of range [%x] with length %y",
 	"slice bounds out of range [:%x] with length %y",
 	"slice bounds out of range [:%x] with capacity %y",
 	"slice bounds out of range [%x:%y]",
-	"slice bounds out of range [:%x] with length %y",
-	"slice bounds out of range [:%x] with capacity %y",
+	"slice bounds out of range [::%x] with length %y",
+	"slice bounds out of range [::%x] with capacity %y",
 	"slice bounds out of range [:%x:%y]",
 	"slice bounds out of range [%x:%y:]",
-	"cannot convert slice with length %x to array or pointer to array with length %y",
+	"cannot convert slice with length %y to array or pointer to array with length %x",
 }
 
 var boundsNegErrorFmtFallback = []string{
@@ -132,11 +133,10 @@ var boundsNegErrorFmtFallback = []string{
 	"slice bounds out of range [:%x]",
 	"slice bounds out of range [:%x]",
 	"slice bounds out of range [%x:]",
-	"slice bounds out of range [:%x]",
-	"slice bounds out of range [:%x]",
+	"slice bounds out of range [::%x]",
+	"slice bounds out of range [::%x]",
 	"slice bounds out of range [:%x:]",
 	"slice bounds out of range [%x::]",
-	"cannot convert slice with length %x to array or pointer to array with length %y",
 }
 
 // ucontext layout of Linux amd64 (the kernel ABI, arch/x86/include/uapi/
