@@ -1,6 +1,7 @@
 package goruntime
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/coreexplain/coreexplain/coredump"
@@ -164,6 +165,9 @@ func (g *G) String() string {
 // readG reads the g struct at addr.
 func (r *Runtime) readG(addr uint64, buf []byte, role GRole) (*G, error) {
 	o := &r.off
+	if o.gSize == 0 {
+		return nil, errors.New("runtime.g layout unknown")
+	}
 	if int64(len(buf)) < o.gSize {
 		buf = make([]byte, o.gSize)
 	}

@@ -1,6 +1,7 @@
 package goruntime
 
 import (
+	"debug/buildinfo"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
@@ -215,7 +216,11 @@ func (r *Runtime) loadFuncTable() error {
 	if gofuncAddr != 0 {
 		gofunc = r.staticBytes(gofuncAddr - img.Bias)
 	}
-	ids, ok := funcIDsFromDWARF(r.Binary.Layout)
+	var ids funcIDs
+	ok := false
+	if r.Binary.Layout != nil {
+		ids, ok = funcIDsFromDWARF(r.Binary.Layout)
+	}
 	t, err := newFuncTable(data, text, gofunc, gofuncAddr, ids)
 	if err != nil {
 		return fmt.Errorf("goruntime: %s: %w", img.Name(), err)
@@ -228,6 +233,39 @@ func (r *Runtime) loadFuncTable() error {
 	}
 	r.Funcs = t
 	return nil
+}
+
+type funcTableKey struct{}
+
+type funcTableResult struct {
+	t   *FuncTable
+	err error
+}
+
+// ReadFuncTable reads the executable's pclntab on its own, for a Go
+// binary whose runtime layout is unknown (no DWARF and no built-in table
+// for its release): its frames can still be named and unwound.
+func ReadFuncTable(p *coredump.Process) (*FuncTable, error) {
+	res := p.Cached(funcTableKey{}, func() any {
+		if r, err := Load(p); err == nil {
+			return &funcTableResult{t: r.Funcs}
+		}
+		if p.Exe == nil || p.Exe.HostPath == "" {
+			return &funcTableResult{err: ErrNoRuntime}
+		}
+		bi, err := buildinfo.ReadFile(p.Exe.HostPath)
+		if err != nil {
+			return &funcTableResult{err: fmt.Errorf("%w: %v", ErrNoRuntime, err)}
+		}
+		v, _ := ParseGoVersion(bi.GoVersion)
+		r := &Runtime{Proc: p, Binary: &Binary{Image: p.Exe, Version: v, BuildInfo: bi}, Version: v}
+		r.loadGlobals()
+		if err := r.loadFuncTable(); err != nil {
+			return &funcTableResult{err: err}
+		}
+		return &funcTableResult{t: r.Funcs}
+	}).(*funcTableResult)
+	return res.t, res.err
 }
 
 // staticBytes returns the bytes of the executable's file from link-time
@@ -266,8 +304,10 @@ type moduleData struct {
 // follows.
 func (r *Runtime) findModuleData(pcHeader uint64, h *pclntabHeader) (*moduleData, error) {
 	off := func(field string) int64 {
-		if o, err := r.Binary.Layout.Off("runtime.moduledata", field); err == nil {
-			return o
+		if r.Binary.Layout != nil {
+			if o, err := r.Binary.Layout.Off("runtime.moduledata", field); err == nil {
+				return o
+			}
 		}
 		return moduledataPrefix[field]
 	}

@@ -489,3 +489,65 @@ func TestThreadTable(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
+
+// TestStrippedPclntab checks the pclntab reader on binaries built with
+// -ldflags="-s -w" (no symbols, no DWARF) against the same program built
+// with them: the same functions at the same addresses, inlined frames
+// expanded, the same stacks.
+func TestStrippedPclntab(t *testing.T) {
+	for _, v := range requiredVariants {
+		for _, name := range []string{"cgo-null-write", "go-panic-wrapped"} {
+			t.Run(v.String()+"/"+name, func(t *testing.T) {
+				full := loadFixture(t, name, v)
+				sv := v
+				sv.Strip = true
+				f, err := fixtures.Load(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := f.Crash(sv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Close()
+				ft, err := ReadFuncTable(p)
+				if err != nil {
+					t.Fatalf("stripped pclntab: %v", err)
+				}
+				want := map[string]bool{}
+				full.rt.Funcs.Funcs(func(fn Func) bool { want[fmt.Sprintf("%s@%#x", fn.Name(), fn.Entry)] = true; return true })
+				n := 0
+				ft.Funcs(func(fn Func) bool {
+					if key := fmt.Sprintf("%s@%#x", fn.Name(), fn.Entry); !want[key] {
+						t.Errorf("%s in the stripped binary, not in the full one", key)
+					}
+					n++
+					return true
+				})
+				if n != full.rt.Funcs.NumFuncs() {
+					t.Errorf("%d functions stripped, %d in the full binary", n, full.rt.Funcs.NumFuncs())
+				}
+				// The special functions are recognised without DWARF.
+				for _, fn := range []string{"runtime.goexit", "runtime.systemstack", "runtime.mcall", "runtime.sigpanic", "runtime.asmcgocall"} {
+					a, _ := ft.FuncByName(fn)
+					b, _ := full.rt.Funcs.FuncByName(fn)
+					if a.Kind() != b.Kind() || a.TopFrame() != b.TopFrame() {
+						t.Errorf("%s: kind %s top %v stripped, %s %v full", fn, a.Kind(), a.TopFrame(), b.Kind(), b.TopFrame())
+					}
+				}
+				// The crashing thread unwinds to the same frames as far as
+				// the runtime's layout is not needed (asmcgocall's switch).
+				st := NativeStack(p, p.Threads[0], 0)
+				ours := ourNames(st.Frames)
+				fullNames := ourNames(full.rt.Threads()[0].Stack.Frames)
+				if len(ours) < 6 || !containsRun(fullNames, ours[1:6]) {
+					t.Errorf("stripped stack %q is not part of the full one %q", ours, fullNames)
+				}
+			})
+		}
+	}
+}

@@ -22,6 +22,13 @@ const (
 // Go runtime gets the same sections from the core alone (NT_SIGINFO and
 // the native stack of the dumping thread).
 func buildGo(p *coredump.Process, r *Report, opts Options, facts *diagnose.Facts) {
+	defer func() {
+		// Target memory is hostile: a reader's bug must cost a section,
+		// never the report.
+		if e := recover(); e != nil {
+			facts.Note("internal error reading the Go runtime: %v", e)
+		}
+	}()
 	for _, n := range buildGoNotes(p, r, opts) {
 		facts.Note("%s", n)
 	}
@@ -214,21 +221,46 @@ func buildNative(p *coredump.Process, r *Report, opts Options) []string {
 		stacks[t.TID] = goruntime.NativeStack(p, t, 0)
 	}
 	st := stacks[first.TID]
-	if r.Signal != nil && len(st.Frames) > 0 {
-		r.Signal.Function = st.Frames[0].Func
-		if st.Frames[0].Module != "" && st.Frames[0].Func != "" {
-			r.Signal.Function = st.Frames[0].Module + "`" + st.Frames[0].Func
+	start := 0
+	if f, i := goruntime.SignalFault(p, st.Frames); f != nil {
+		// A signal handler ran (a Go binary whose runtime could not be
+		// read, or a C program's own handler): its frame has the fault.
+		var note *coredump.SigInfo
+		if si := p.Signal; si != nil && (si.Signo != f.Signo || si.Code != f.Code) {
+			note = si
 		}
+		r.Signal = signalOf(f, note)
+		start = i + 1
+	} else if r.Signal != nil && len(st.Frames) > 0 {
+		r.Signal.Function = st.Function()
 	}
-	r.Crash = &Crash{TID: first.TID, Frames: framesOf(st.Frames, opts, 0)}
+	r.Crash = &Crash{TID: first.TID, Frames: []Frame{}}
+	for i := range st.Frames {
+		fr := frameOf(&st.Frames[i])
+		fr.Plumbing = fr.Plumbing || i < start
+		if fr.Plumbing && !opts.All {
+			continue
+		}
+		r.Crash.Frames = append(r.Crash.Frames, fr)
+	}
 	if st.Err != nil && !errors.Is(st.Err, goruntime.ErrStackTruncated) {
 		notes = append(notes, fmt.Sprintf("stack of thread %d: %v", first.TID, st.Err))
 	}
+	// A Go binary whose runtime could not be read: its threads are Go's,
+	// but what they were doing is unknown.
+	state := goruntime.StateNonGo
+	if _, err := goruntime.ReadFuncTable(p); err == nil {
+		state = goruntime.StateUnknown
+	}
 	for i, t := range p.Threads {
 		st := stacks[t.TID]
-		th := Thread{TID: t.TID, TP: Addr(t.TP()), PC: Addr(t.Regs.PC()), State: goruntime.StateNonGo.String(),
+		th := Thread{TID: t.TID, TP: Addr(t.TP()), PC: Addr(t.Regs.PC()), State: state.String(),
 			Crashing: i == 0 && !p.Live()}
-		th.Function = st.Function()
+		pre := goruntime.Stack{Frames: st.Frames[goruntime.PreSignal(st.Frames):]}
+		th.Function = pre.Function()
+		if len(pre.Frames) > 0 {
+			th.PC = Addr(pre.Frames[0].PC)
+		}
 		th.Frames = framesOf(st.Frames, opts, defaultBucketFrames)
 		mergeThread(r, th)
 	}
