@@ -76,6 +76,7 @@ type Runtime struct {
 	errnoTable   []string
 	boundsFmt    []string
 	boundsNegFmt []string
+	found        map[string]discovered
 }
 
 // ErrNoRuntime is returned by Load for a process whose executable is not a
@@ -177,7 +178,8 @@ func (r *Runtime) loadGlobals() {
 func (r *Runtime) global(name string) (uint64, uint64, bool) {
 	s, ok := r.globals[name]
 	if !ok || s.Value == 0 {
-		return 0, 0, false
+		// No symbol table: look for it in the code that uses it.
+		return r.discover(name)
 	}
 	return s.Value + r.Binary.Image.Bias, s.Size, true
 }

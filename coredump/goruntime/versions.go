@@ -205,3 +205,7 @@ func mapTypeSize(v GoVersion) int64 {
 	}
 	return 40
 }
+
+// printBacklogSize is the size of runtime.printBacklog ([512]byte since
+// it was added in Go 1.16), for binaries without symbols.
+const printBacklogSize = 512

@@ -103,3 +103,30 @@ func forEachVariant(t *testing.T, name string, fn func(t *testing.T, l *loaded))
 		t.Run(v.String(), func(t *testing.T) { fn(t, loadFixture(t, name, v)) })
 	}
 }
+
+// TestDiscoverGlobals checks the globals found in code (for binaries
+// without a symbol table) against the symbol table of binaries that have
+// one.
+func TestDiscoverGlobals(t *testing.T) {
+	for _, name := range []string{"cgo-null-write", "go-panic-wrapped"} {
+		forEachVariant(t, name, func(t *testing.T, l *loaded) {
+			r := l.rt
+			for _, g := range []string{"runtime.allgs", "runtime.allglen", "runtime.allm", "runtime.gStatusStrings",
+				"runtime.waitReasonStrings", "runtime.printBacklog", "runtime.printBacklogIndex", "runtime.argslice"} {
+				s, ok := r.globals[g]
+				if !ok {
+					t.Errorf("%s not in the symbol table", g)
+					continue
+				}
+				r.found = nil
+				addr, size, ok := r.discover(g)
+				if !ok || addr != s.Value+r.Binary.Image.Bias {
+					t.Errorf("%s: found at %#x (%v), the symbol table says %#x", g, addr, ok, s.Value)
+				}
+				if size != s.Size && g != "runtime.allgs" && g != "runtime.allm" {
+					t.Errorf("%s: %d bytes found, the symbol table says %d", g, size, s.Size)
+				}
+			}
+		})
+	}
+}
