@@ -162,6 +162,26 @@ func (g *G) String() string {
 	return fmt.Sprintf("goroutine %d", g.ID)
 }
 
+// fields reads the fields of a struct copied from memory; an offset of -1
+// (a field the release lacks) reads as zero.
+type fields []byte
+
+func (f fields) u64(off int64) uint64 {
+	if off < 0 || off+8 > int64(len(f)) {
+		return 0
+	}
+	return le64(f[off:])
+}
+
+func (f fields) i32(off int64) int32 {
+	if off < 0 || off+4 > int64(len(f)) {
+		return 0
+	}
+	return int32(le32(f[off:]))
+}
+
+func (f fields) flag(off int64) bool { return off >= 0 && off < int64(len(f)) && f[off] != 0 }
+
 // readG reads the g struct at addr.
 func (r *Runtime) readG(addr uint64, buf []byte, role GRole) (*G, error) {
 	o := &r.off
@@ -175,12 +195,7 @@ func (r *Runtime) readG(addr uint64, buf []byte, role GRole) (*G, error) {
 	if _, err := r.Proc.ReadMemory(buf, addr); err != nil {
 		return nil, err
 	}
-	u64 := func(off int64) uint64 {
-		if off < 0 {
-			return 0
-		}
-		return le64(buf[off:])
-	}
+	u64 := fields(buf).u64
 	g := &G{Addr: addr, r: r, Role: role}
 	g.StackLo, g.StackHi = u64(o.gStackLo), u64(o.gStackHi)
 	g.Panic, g.Defer, g.MAddr = u64(o.gPanic), u64(o.gDefer), u64(o.gM)
@@ -204,19 +219,7 @@ func (r *Runtime) readM(addr uint64, buf []byte) (*M, error) {
 	if _, err := r.Proc.ReadMemory(buf, addr); err != nil {
 		return nil, err
 	}
-	u64 := func(off int64) uint64 {
-		if off < 0 {
-			return 0
-		}
-		return le64(buf[off:])
-	}
-	i32 := func(off int64) int32 {
-		if off < 0 {
-			return 0
-		}
-		return int32(le32(buf[off:]))
-	}
-	b := func(off int64) bool { return off >= 0 && buf[off] != 0 }
+	u64, i32, b := fields(buf).u64, fields(buf).i32, fields(buf).flag
 	m := &M{Addr: addr, r: r}
 	m.ID = int64(u64(o.mID))
 	m.ProcID = u64(o.mProcID)

@@ -1,6 +1,7 @@
 package goruntime
 
 import (
+	"github.com/coreexplain/coreexplain/coredump"
 	"golang.org/x/arch/x86/x86asm"
 )
 
@@ -14,6 +15,30 @@ import (
 
 // maxDecode bounds the code decoded per function.
 const maxDecode = 1 << 14
+
+// decodeCode decodes size bytes of code at addr and calls fn with each
+// instruction and the address of the next one; undecodable bytes are
+// skipped.
+func decodeCode(p *coredump.Process, addr, size uint64, fn func(in x86asm.Inst, pc, next uint64)) bool {
+	if size == 0 || size > maxDecode {
+		return false
+	}
+	code := make([]byte, size)
+	if _, err := p.ReadMemory(code, addr); err != nil {
+		return false
+	}
+	for off := 0; off < len(code); {
+		in, err := x86asm.Decode(code[off:], 64)
+		if err != nil || in.Len == 0 {
+			off++
+			continue
+		}
+		pc := addr + uint64(off)
+		off += in.Len
+		fn(in, pc, addr+uint64(off))
+	}
+	return true
+}
 
 // dataRef is one RIP-relative operand: the address, whether the
 // instruction only takes the address (LEA), and the access size.
@@ -39,24 +64,9 @@ func (r *Runtime) dataRefsOps(fn string) []dataRef {
 	if !ok {
 		return nil
 	}
-	size := f.End() - f.Entry
-	if size == 0 || size > maxDecode {
-		return nil
-	}
-	code := make([]byte, size)
-	if _, err := r.Proc.ReadMemory(code, f.Entry); err != nil {
-		return nil
-	}
 	seen := map[uint64]bool{}
 	var out []dataRef
-	for off := 0; off < len(code); {
-		in, err := x86asm.Decode(code[off:], 64)
-		if err != nil || in.Len == 0 {
-			off++
-			continue
-		}
-		next := f.Entry + uint64(off+in.Len)
-		off += in.Len
+	decodeCode(r.Proc, f.Entry, f.End()-f.Entry, func(in x86asm.Inst, _, next uint64) {
 		for _, a := range in.Args {
 			m, ok := a.(x86asm.Mem)
 			if !ok || m.Base != x86asm.RIP || m.Index != 0 {
@@ -68,7 +78,7 @@ func (r *Runtime) dataRefsOps(fn string) []dataRef {
 				out = append(out, dataRef{addr: t, lea: in.Op == x86asm.LEA, bytes: in.MemBytes})
 			}
 		}
-	}
+	})
 	return out
 }
 
@@ -261,29 +271,19 @@ func (r *Runtime) discoverArgs() {
 // cmpImmediates returns the constants a function compares with.
 func (r *Runtime) cmpImmediates(fn string) []int64 {
 	f, ok := r.Funcs.FuncByName(fn)
-	if !ok || f.End()-f.Entry > maxDecode {
-		return nil
-	}
-	code := make([]byte, f.End()-f.Entry)
-	if _, err := r.Proc.ReadMemory(code, f.Entry); err != nil {
+	if !ok {
 		return nil
 	}
 	var out []int64
-	for off := 0; off < len(code); {
-		in, err := x86asm.Decode(code[off:], 64)
-		if err != nil || in.Len == 0 {
-			off++
-			continue
-		}
-		off += in.Len
+	decodeCode(r.Proc, f.Entry, f.End()-f.Entry, func(in x86asm.Inst, _, _ uint64) {
 		if in.Op != x86asm.CMP {
-			continue
+			return
 		}
 		for _, a := range in.Args {
 			if imm, ok := a.(x86asm.Imm); ok {
 				out = append(out, int64(imm))
 			}
 		}
-	}
+	})
 	return out
 }

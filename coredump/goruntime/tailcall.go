@@ -16,10 +16,7 @@ import (
 // callee to the frame found on the stack is a chain of unconditional
 // jumps, the missing frames are put back, marked TailCall.
 
-const (
-	maxTailDepth   = 4
-	maxTailFuncLen = 1 << 14
-)
+const maxTailDepth = 4
 
 // tailCaller is a function reached by tail jumps, and the jump's address.
 type tailCaller struct {
@@ -76,35 +73,18 @@ type jump struct{ at, target uint64 }
 // tailJumps decodes a function and returns its unconditional direct jumps
 // that leave it.
 func tailJumps(p *coredump.Process, fn coredump.Symbol) []jump {
-	size := fn.Size
-	if size == 0 || size > maxTailFuncLen {
-		return nil
-	}
-	code := make([]byte, size)
-	if _, err := p.ReadMemory(code, fn.Addr); err != nil {
-		return nil
-	}
 	var out []jump
-	for off := 0; off < len(code); {
-		in, err := x86asm.Decode(code[off:], 64)
-		if err != nil || in.Len == 0 {
-			off++
-			continue
-		}
-		pc := fn.Addr + uint64(off)
-		off += in.Len
+	decodeCode(p, fn.Addr, fn.Size, func(in x86asm.Inst, pc, next uint64) {
 		if in.Op != x86asm.JMP {
-			continue
+			return
 		}
-		rel, ok := in.Args[0].(x86asm.Rel)
-		if !ok {
-			continue
+		if rel, ok := in.Args[0].(x86asm.Rel); ok {
+			t := uint64(int64(next) + int64(rel))
+			if t < fn.Addr || t >= fn.Addr+fn.Size {
+				out = append(out, jump{at: pc, target: t})
+			}
 		}
-		t := uint64(int64(fn.Addr) + int64(off) + int64(rel))
-		if t < fn.Addr || t >= fn.Addr+size {
-			out = append(out, jump{at: pc, target: t})
-		}
-	}
+	})
 	return out
 }
 
