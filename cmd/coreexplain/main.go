@@ -107,7 +107,8 @@ func printUsage(w io.Writer, c *command, fs *pflag.FlagSet) {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
+			first, _, _ := strings.Cut(commands[n].summary, "\n")
+			fmt.Fprintf(w, "  %-11s %s\n", n, strings.TrimSuffix(first, ","))
 		}
 		fmt.Fprintf(w, "\nRun 'coreexplain SUBCOMMAND --help' for a subcommand's flags.\n")
 	}
