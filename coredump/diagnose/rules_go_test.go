@@ -207,6 +207,45 @@ func main() {
 	println(len(window(b, len(os.Args)+6)))
 }
 `, "go-panic", []string{"slice bounds out of range [::7] with capacity 3", "main.window", "runtime.boundsError"}},
+	{"nil-func-call", `package main
+
+type handler struct{ onEvent func(int) int }
+
+//go:noinline
+func dispatch(h *handler, ev int) int { return h.onEvent(ev) }
+
+func main() { println(dispatch(&handler{}, 3)) }
+`, "go-panic", []string{"invalid memory address or nil pointer dereference", "main.dispatch"}},
+	{"panic-nil-and-struct", `package main
+
+import "os"
+
+type Reading struct {
+	Sensor string
+	Value  float64
+}
+
+//go:noinline
+func check(r Reading) {
+	if len(os.Args) > 3 {
+		panic(nil)
+	}
+	if r.Value < 0 {
+		panic(r)
+	}
+}
+
+func main() { check(Reading{Sensor: "t1", Value: -1.5}) }
+`, "go-panic", []string{"main.Reading", "main.check", "Sensor:\"t1\""}},
+	{"divide-by-zero-go", `package main
+
+import "os"
+
+//go:noinline
+func average(total, n int) int { return total / n }
+
+func main() { println(average(10, len(os.Args)-1)) }
+`, "go-panic", []string{"integer divide by zero", "main.average"}},
 	{"mutex-deadlock", `package main
 
 import "sync"

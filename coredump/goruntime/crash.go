@@ -139,6 +139,11 @@ func (r *Runtime) findCrash() (*Crash, error) {
 	} else if g := c.G; g != nil && g.Sig != 0 && sigpanicIndex(c.Frames, g) >= 0 {
 		c.Fault = r.faultFromG(g)
 		c.Start = sigpanicIndex(c.Frames, g) + 1
+		if pc := c.Frames[c.Start].PC; pc != g.SigPC {
+			// sigpanic's return address is the faulting pc; g.sigpc
+			// should be the same instruction.
+			r.note("goroutine %d: g.sigpc %#x differs from the pc sigpanic returns to, %#x", g.ID, g.SigPC, pc)
+		}
 		if s := r.scanSignalStack(t, g.SigPC); s != nil {
 			// The kernel's frame of that very fault survived on the
 			// signal stack: it has the registers.

@@ -499,6 +499,19 @@ func (u *unwinder) goCaller(pi *pcInfo, pc, sp uint64, _ bool, recompute bool) b
 		u.err = fmt.Errorf("return address of %s at %#x: %w", pi.f.Name(), cfa-8, err)
 		return false
 	}
+	if ret == 0 && pi.inject {
+		// sigpanic injected over a call through a nil function value:
+		// the faulting pc is 0, and the stack pointer at the fault points
+		// at the return address of that call. Start in the caller, as
+		// the runtime's traceback does.
+		if r2, err := u.read(cfa); err == nil && r2 != 0 {
+			u.regs.Valid = 0
+			u.regs.SetPC(r2)
+			u.regs.SetSP(cfa + 8)
+			u.trap = false
+			return true
+		}
+	}
 	if ret == 0 {
 		return false
 	}

@@ -419,7 +419,7 @@ func (r *Runtime) errorText(rt *rtype, data uint64, depth int) (string, []*Value
 	case "*runtime.TypeAssertionError":
 		return r.typeAssertionText(st, base)
 	case "*runtime.PanicNilError":
-		return "panic called with nil argument (use GODEBUG=panicnil=1 to override)", nil, true
+		return "panic called with nil argument", nil, true
 	case "context.deadlineExceededError":
 		return "context deadline exceeded", nil, true
 	}
