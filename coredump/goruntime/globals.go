@@ -1,0 +1,289 @@
+package goruntime
+
+import (
+	"github.com/coreexplain/coreexplain/coredump"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// A binary linked with -s has no symbol table, but the runtime's code
+// still addresses its globals: runtime.allgadd appends to allgs and
+// stores allglen, runtime.mcommoninit links into allm, goroutineheader
+// indexes gStatusStrings and waitReasonStrings, recordForPanic writes
+// printBacklog. The functions are found by name in the pclntab, their
+// RIP-relative operands decoded, and each candidate checked against what
+// the global must hold.
+
+// maxDecode bounds the code decoded per function.
+const maxDecode = 1 << 14
+
+// decodeCode decodes size bytes of code at addr and calls fn with each
+// instruction and the address of the next one; undecodable bytes are
+// skipped.
+func decodeCode(p *coredump.Process, addr, size uint64, fn func(in x86asm.Inst, pc, next uint64)) bool {
+	if size == 0 || size > maxDecode {
+		return false
+	}
+	code := make([]byte, size)
+	if _, err := p.ReadMemory(code, addr); err != nil {
+		return false
+	}
+	for off := 0; off < len(code); {
+		in, err := x86asm.Decode(code[off:], 64)
+		if err != nil || in.Len == 0 {
+			off++
+			continue
+		}
+		pc := addr + uint64(off)
+		off += in.Len
+		fn(in, pc, addr+uint64(off))
+	}
+	return true
+}
+
+// dataRef is one RIP-relative operand: the address, whether the
+// instruction only takes the address (LEA), and the access size.
+type dataRef struct {
+	addr  uint64
+	lea   bool
+	bytes int
+}
+
+// dataRefs returns the addresses a function's instructions address
+// RIP-relative, in order, without duplicates.
+func (r *Runtime) dataRefs(fn string) []uint64 {
+	var out []uint64
+	for _, d := range r.dataRefsOps(fn) {
+		out = append(out, d.addr)
+	}
+	return out
+}
+
+// dataRefsOps is dataRefs with the kind of each access.
+func (r *Runtime) dataRefsOps(fn string) []dataRef {
+	f, ok := r.Funcs.FuncByName(fn)
+	if !ok {
+		return nil
+	}
+	seen := map[uint64]bool{}
+	var out []dataRef
+	decodeCode(r.Proc, f.Entry, f.End()-f.Entry, func(in x86asm.Inst, _, next uint64) {
+		for _, a := range in.Args {
+			m, ok := a.(x86asm.Mem)
+			if !ok || m.Base != x86asm.RIP || m.Index != 0 {
+				continue
+			}
+			t := uint64(int64(next) + m.Disp)
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, dataRef{addr: t, lea: in.Op == x86asm.LEA, bytes: in.MemBytes})
+			}
+		}
+	})
+	return out
+}
+
+// discovered holds globals found in code, by symbol name.
+type discovered struct {
+	addr, size uint64
+}
+
+// discover finds a runtime global the symbol table lacks.
+func (r *Runtime) discover(name string) (uint64, uint64, bool) {
+	if r.Funcs == nil {
+		return 0, 0, false
+	}
+	if r.found == nil {
+		r.found = map[string]discovered{}
+	}
+	if d, ok := r.found[name]; ok {
+		return d.addr, d.size, d.addr != 0
+	}
+	r.found[name] = discovered{} // no recursion through validators
+	switch name {
+	case "runtime.allgs", "runtime.allglen":
+		r.discoverAllgs()
+	case "runtime.allm":
+		r.discoverAllm()
+	case "runtime.gStatusStrings", "runtime.waitReasonStrings":
+		r.discoverStateNames()
+	case "runtime.printBacklog", "runtime.printBacklogIndex":
+		r.discoverBacklog()
+	case "runtime.argslice":
+		r.discoverArgs()
+	}
+	d := r.found[name]
+	return d.addr, d.size, d.addr != 0
+}
+
+// discoverAllgs finds allgs (a slice of *g) and allglen (its length,
+// stored separately for lock-free readers) among allgadd's operands: the
+// pair where one's length field equals the other's value.
+func (r *Runtime) discoverAllgs() {
+	refs := r.dataRefs("runtime.allgadd")
+	for _, a := range refs {
+		var h [24]byte
+		if _, err := r.Proc.ReadMemory(h[:], a); err != nil {
+			continue
+		}
+		ptr, n, c := le64(h[:]), le64(h[8:]), le64(h[16:])
+		if n == 0 || n > c || c > maxGoroutines || ptr == 0 {
+			continue
+		}
+		for _, b := range refs {
+			if b == a || b == a+8 || b == a+16 {
+				continue
+			}
+			if v, err := r.Proc.ReadUint64(b); err == nil && v == n {
+				// allgs[0] is g0... no: the main goroutine's g, whose goid is 1.
+				g1, err := r.Proc.ReadUint64(ptr)
+				if err != nil || g1 == 0 || r.off.gSize == 0 {
+					continue
+				}
+				if id, err := r.Proc.ReadUint64(g1 + uint64(r.off.gGoid)); err != nil || id != 1 {
+					continue
+				}
+				r.found["runtime.allgs"] = discovered{a, 24}
+				r.found["runtime.allglen"] = discovered{b, 8}
+				return
+			}
+		}
+	}
+}
+
+// discoverAllm finds allm among mcommoninit's operands: a pointer to an M
+// whose g0 points back to it.
+func (r *Runtime) discoverAllm() {
+	if r.off.mSize == 0 {
+		return
+	}
+	for _, a := range r.dataRefs("runtime.mcommoninit") {
+		m, err := r.Proc.ReadUint64(a)
+		if err != nil || m == 0 {
+			continue
+		}
+		g0, err := r.Proc.ReadUint64(m + uint64(r.off.mG0))
+		if err != nil || g0 == 0 {
+			continue
+		}
+		if back, err := r.Proc.ReadUint64(g0 + uint64(r.off.gM)); err == nil && back == m {
+			r.found["runtime.allm"] = discovered{a, 8}
+			return
+		}
+	}
+}
+
+// stringArrayLen counts the leading well-formed string headers at a:
+// empty, or a short printable string.
+func (r *Runtime) stringArrayLen(a uint64, max int) (n int, first []string) {
+	for ; n < max; n++ {
+		ptr, err1 := r.Proc.ReadUint64(a + 16*uint64(n))
+		l, err2 := r.Proc.ReadUint64(a + 16*uint64(n) + 8)
+		if err1 != nil || err2 != nil || l > 64 || (l == 0) != (ptr == 0) && l != 0 {
+			return n, first
+		}
+		s, err := r.readStringData(ptr, l)
+		if err != nil || (l > 0 && !printable(s)) {
+			return n, first
+		}
+		first = append(first, s)
+	}
+	return n, first
+}
+
+// discoverStateNames finds gStatusStrings (it starts "idle", "runnable",
+// "running") and waitReasonStrings (it starts "" and then wait reasons)
+// among goroutineheader's operands.
+func (r *Runtime) discoverStateNames() {
+	for _, a := range r.dataRefs("runtime.goroutineheader") {
+		n, s := r.stringArrayLen(a, 256)
+		switch {
+		case n >= 3 && s[0] == "idle" && s[1] == "runnable" && s[2] == "running":
+			// The states end where the names stop being states.
+			k := 0
+			for k < n && (s[k] == "" || isStateName(s[k])) {
+				k++
+			}
+			r.found["runtime.gStatusStrings"] = discovered{a, 16 * uint64(k)}
+		case n >= 8 && s[0] == "" && s[1] != "":
+			// The array's length is what String compares the reason
+			// with: the largest such constant the entries can hold.
+			k := 0
+			for _, c := range r.cmpImmediates("runtime.goroutineheader") {
+				if c >= 8 && c <= int64(n) && int(c) > k {
+					k = int(c)
+				}
+			}
+			if k > 0 {
+				r.found["runtime.waitReasonStrings"] = discovered{a, 16 * uint64(k)}
+			}
+		}
+	}
+}
+
+func isStateName(s string) bool {
+	for _, v := range gStatusFallback(MaxVersion) {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// discoverBacklog finds printBacklog (recordForPanic takes its address)
+// and printBacklogIndex (an int it loads, below the ring's size) among
+// recordForPanic's operands.
+func (r *Runtime) discoverBacklog() {
+	var ring, index uint64
+	for _, d := range r.dataRefsOps("runtime.recordForPanic") {
+		switch {
+		case !d.lea && d.bytes == 8 && index == 0:
+			if v, err := r.Proc.ReadUint64(d.addr); err == nil && v < printBacklogSize {
+				index = d.addr
+			}
+		case d.lea && index != 0 && ring == 0 && r.Proc.Readable(d.addr, printBacklogSize):
+			// copy(printBacklog[printBacklogIndex:], b): the ring's
+			// address is taken once the index is loaded.
+			ring = d.addr
+		}
+	}
+	if ring != 0 && index != 0 {
+		r.found["runtime.printBacklog"] = discovered{ring, printBacklogSize}
+		r.found["runtime.printBacklogIndex"] = discovered{index, 8}
+	}
+}
+
+// discoverArgs finds argslice: runtime.goargs fills it, os.runtime_args
+// copies it.
+func (r *Runtime) discoverArgs() {
+	for _, a := range append(r.dataRefs("os.runtime_args"), r.dataRefs("runtime.goargs")...) {
+		ptr, err1 := r.Proc.ReadUint64(a)
+		n, err2 := r.Proc.ReadUint64(a + 8)
+		if err1 != nil || err2 != nil || n == 0 || n > maxArgs {
+			continue
+		}
+		if s, err := r.readGoString(ptr); err == nil && s != "" && printable(s) {
+			r.found["runtime.argslice"] = discovered{a, 24}
+			return
+		}
+	}
+}
+
+// cmpImmediates returns the constants a function compares with.
+func (r *Runtime) cmpImmediates(fn string) []int64 {
+	f, ok := r.Funcs.FuncByName(fn)
+	if !ok {
+		return nil
+	}
+	var out []int64
+	decodeCode(r.Proc, f.Entry, f.End()-f.Entry, func(in x86asm.Inst, _, _ uint64) {
+		if in.Op != x86asm.CMP {
+			return
+		}
+		for _, a := range in.Args {
+			if imm, ok := a.(x86asm.Imm); ok {
+				out = append(out, int64(imm))
+			}
+		}
+	})
+	return out
+}

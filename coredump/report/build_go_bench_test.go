@@ -1,0 +1,33 @@
+package report
+
+import (
+	"testing"
+
+	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/fixtures"
+)
+
+// BenchmarkBuild100k builds the full report (--all: every goroutine's
+// stack, bucketed) of the 100000-goroutine core, from opening the core on.
+func BenchmarkBuild100k(b *testing.B) {
+	fx, err := fixtures.Load("go-many-goroutines")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := fx.Crash(fixtures.Default)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := Build(p, Options{All: true})
+		if r.Goroutines == nil || r.Goroutines.Total < 100000 {
+			b.Fatalf("goroutines %+v", r.Goroutines)
+		}
+		p.Close()
+	}
+}
