@@ -1,0 +1,290 @@
+package libc
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/coreexplain/coreexplain/coredump"
+)
+
+// Frame is one frame of a thread's machine stack, as this package unwinds
+// it to find C frames (abort, malloc, free) and the Go runtime's crash
+// path. Frames come from call frame information where an image has it,
+// through kernel signal frames by their layout, and from frame pointers or
+// a stack scan where neither exists (musl's libc.a carries no CFI).
+type Frame struct {
+	PC  uint64
+	SP  uint64
+	CFA uint64
+	// Image and Func name the code; Func is "" when no symbol covers PC.
+	Image  *coredump.Image
+	Func   string
+	Offset uint64
+	// How says how this frame was found from the one before it:
+	// "registers" (the innermost), "cfi", "signal frame", "frame
+	// pointer", "stack scan".
+	How string
+	// Signal is set on a frame a signal interrupted: what the kernel's
+	// rt_sigframe recorded.
+	Signal *SignalFrame
+}
+
+// SignalFrame is a kernel rt_sigframe found on a stack.
+type SignalFrame struct {
+	// Addr is the address of the frame's ucontext (siginfo on arm64).
+	Addr uint64
+	Info coredump.SigInfo
+	// PC and SP are the interrupted context's.
+	PC, SP uint64
+	// Restorer is the trampoline the handler returned to.
+	Restorer uint64
+}
+
+func (f *Frame) String() string {
+	name := fmt.Sprintf("%#x", f.PC)
+	if f.Func != "" {
+		name = f.Func
+	}
+	if f.Image != nil && !f.Image.IsExe {
+		name = f.Image.Name() + "`" + name
+	}
+	return name
+}
+
+const (
+	maxFrames   = 256
+	scanWindow  = 4096 // bytes searched for a return address
+	amd64UCMctx = 40   // ucontext_t.uc_mcontext
+	amd64UCInfo = 304  // siginfo_t after the ucontext in rt_sigframe
+	arm64UCOff  = 128  // ucontext after siginfo in arm64's rt_sigframe
+	arm64SCRegs = 176  // ucontext.uc_mcontext (struct sigcontext, 16-aligned) + fault_address
+)
+
+// sigreturn trampolines: mov $15,%rax; syscall (glibc, musl and Go's
+// runtime.sigreturn__sigaction), and mov x8,#139; svc #0 on arm64.
+var (
+	amd64Sigreturn = []byte{0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05}
+	arm64Sigreturn = []byte{0x68, 0x11, 0x80, 0xd2, 0x01, 0x00, 0x00, 0xd4}
+)
+
+// Stack unwinds the thread with the given tid, innermost frame first.
+func (r *Runtime) Stack(tid int) []Frame {
+	if fs, ok := r.unwind[tid]; ok {
+		return fs
+	}
+	t := r.Proc.Thread(tid)
+	if t == nil {
+		return nil
+	}
+	fs := r.unwindThread(t)
+	r.unwind[tid] = fs
+	return fs
+}
+
+func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
+	p := r.Proc
+	regs := coredump.NewDwarfRegs(t.Regs)
+	exact := true
+	how := "registers"
+	var out []Frame
+	seen := map[[2]uint64]bool{}
+	for len(out) < maxFrames {
+		pc, sp := regs.PC(), regs.SP()
+		if pc == 0 || seen[[2]uint64{pc, sp}] {
+			break
+		}
+		seen[[2]uint64{pc, sp}] = true
+		f := Frame{PC: pc, SP: sp, How: how}
+		look := pc
+		if !exact && look > 0 {
+			look--
+		}
+		if im, sym, ok := p.Symbolize(look); ok {
+			f.Image, f.Func, f.Offset = im, sym.Name, pc-sym.Addr
+		} else {
+			f.Image = p.FindImage(pc)
+		}
+		if sf, caller := r.signalFrame(pc, sp); sf != nil {
+			f.Func = "<signal handler called>"
+			out = append(out, f)
+			if caller == nil {
+				break
+			}
+			out[len(out)-1].Signal = sf
+			regs, exact, how = caller, true, "signal frame"
+			continue
+		}
+		out = append(out, f)
+		if m := p.FindMapping(pc); m == nil || m.Perm&coredump.PermExec == 0 {
+			break
+		}
+		step, err := p.UnwindCFI(regs, exact)
+		if err == nil && step.Caller.PC() != 0 {
+			out[len(out)-1].CFA = step.CFA
+			regs, exact, how = step.Caller, step.SignalFrame, "cfi"
+			continue
+		}
+		if err == nil {
+			break // CFI marks the outermost frame
+		}
+		if caller := r.framePointerStep(regs); caller != nil {
+			regs, exact, how = caller, false, "frame pointer"
+			continue
+		}
+		if caller := r.scanStep(regs); caller != nil {
+			regs, exact, how = caller, false, "stack scan"
+			continue
+		}
+		break
+	}
+	return out
+}
+
+// signalFrame recognises a sigreturn trampoline at pc and decodes the
+// kernel's signal frame at sp, returning the interrupted registers.
+func (r *Runtime) signalFrame(pc, sp uint64) (*SignalFrame, *coredump.DwarfRegs) {
+	var code [9]byte
+	if _, err := r.Proc.ReadMemory(code[:], pc); err != nil {
+		return nil, nil
+	}
+	switch r.Arch {
+	case coredump.ArchAMD64:
+		if !bytes.Equal(code[:], amd64Sigreturn) {
+			return nil, nil
+		}
+		// The handler's ret popped pretcode: sp is the ucontext.
+		var mc [256]byte
+		if _, err := r.Proc.ReadMemory(mc[:], sp+amd64UCMctx); err != nil {
+			return nil, nil
+		}
+		var si [128]byte
+		if _, err := r.Proc.ReadMemory(si[:], sp+amd64UCInfo); err != nil {
+			return nil, nil
+		}
+		sf := &SignalFrame{Addr: sp, Info: decodeSigInfo(si[:]), Restorer: pc}
+		// sigcontext order: r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx,
+		// rsp, rip; DWARF numbers of each.
+		dw := []int{8, 9, 10, 11, 12, 13, 14, 15, 5, 4, 6, 3, 1, 0, 2, 7, 16}
+		regs := &coredump.DwarfRegs{Arch: r.Arch}
+		for i, n := range dw {
+			regs.Set(n, le.Uint64(mc[i*8:]))
+		}
+		sf.PC, sf.SP = regs.PC(), regs.SP()
+		return sf, regs
+	case coredump.ArchARM64:
+		if !bytes.Equal(code[:8], arm64Sigreturn) {
+			return nil, nil
+		}
+		var si [128]byte
+		if _, err := r.Proc.ReadMemory(si[:], sp); err != nil {
+			return nil, nil
+		}
+		var sc [8 + 34*8]byte
+		if _, err := r.Proc.ReadMemory(sc[:], sp+arm64UCOff+arm64SCRegs); err != nil {
+			return nil, nil
+		}
+		regs := &coredump.DwarfRegs{Arch: r.Arch}
+		for i := range 31 {
+			regs.Set(i, le.Uint64(sc[8+i*8:]))
+		}
+		regs.SetSP(le.Uint64(sc[8+31*8:]))
+		regs.SetPC(le.Uint64(sc[8+32*8:]))
+		sf := &SignalFrame{Addr: sp, Info: decodeSigInfo(si[:]), Restorer: pc, PC: regs.PC(), SP: regs.SP()}
+		return sf, regs
+	}
+	return nil, nil
+}
+
+// decodeSigInfo decodes the fields of a siginfo_t the analysis uses.
+func decodeSigInfo(b []byte) coredump.SigInfo {
+	si := coredump.SigInfo{Signo: coredump.Signal(int32(le.Uint32(b[0:]))), Errno: int32(le.Uint32(b[4:])),
+		Code: int32(le.Uint32(b[8:]))}
+	if si.Synchronous() {
+		si.Addr = le.Uint64(b[16:])
+	} else {
+		si.PID, si.UID = int32(le.Uint32(b[16:])), le.Uint32(b[20:])
+	}
+	return si
+}
+
+// framePointerStep unwinds through a frame-pointer chain: the saved frame
+// pointer at [fp] and the return address after it.
+func (r *Runtime) framePointerStep(regs *coredump.DwarfRegs) *coredump.DwarfRegs {
+	fp, sp := regs.FP(), regs.SP()
+	if fp == 0 || fp < sp || fp-sp > 1<<20 || fp%8 != 0 {
+		return nil
+	}
+	var b [16]byte
+	if _, err := r.Proc.ReadMemory(b[:], fp); err != nil {
+		return nil
+	}
+	savedFP, ra := le.Uint64(b[:]), le.Uint64(b[8:])
+	if !r.isReturnAddress(ra) {
+		return nil
+	}
+	c := &coredump.DwarfRegs{Arch: r.Arch}
+	c.SetPC(ra)
+	c.SetSP(fp + 16)
+	c.SetFP(savedFP)
+	return c
+}
+
+// scanStep looks above sp for the first word that is a return address
+// (it points into code, just after a call instruction).
+func (r *Runtime) scanStep(regs *coredump.DwarfRegs) *coredump.DwarfRegs {
+	sp := regs.SP()
+	var buf [scanWindow]byte
+	n, _ := r.Proc.ReadMemory(buf[:], sp)
+	for off := 0; off+8 <= n; off += 8 {
+		ra := le.Uint64(buf[off:])
+		if !r.isReturnAddress(ra) {
+			continue
+		}
+		c := &coredump.DwarfRegs{Arch: r.Arch}
+		c.SetPC(ra)
+		c.SetSP(sp + uint64(off) + 8)
+		if fp, ok := regs.Get(r.fpReg()); ok {
+			c.SetFP(fp)
+		}
+		return c
+	}
+	return nil
+}
+
+func (r *Runtime) fpReg() int {
+	if r.Arch == coredump.ArchARM64 {
+		return 29
+	}
+	return 6
+}
+
+// isReturnAddress reports whether ra points into executable code just
+// after a call instruction.
+func (r *Runtime) isReturnAddress(ra uint64) bool {
+	m := r.Proc.FindMapping(ra)
+	if m == nil || m.Perm&coredump.PermExec == 0 || ra < 8 {
+		return false
+	}
+	if r.Arch == coredump.ArchARM64 {
+		w, err := r.Proc.ReadUint32(ra - 4)
+		// bl imm26, blr xN
+		return err == nil && (w&0xfc000000 == 0x94000000 || w&0xfffffc1f == 0xd63f0000)
+	}
+	var b [7]byte
+	if _, err := r.Proc.ReadMemory(b[:], ra-7); err != nil {
+		return false
+	}
+	switch {
+	case b[2] == 0xe8: // call rel32
+		return true
+	case b[5] == 0xff && (b[6]>>3)&7 == 2 && b[6]>>6 == 3: // call *%reg
+		return true
+	case b[4] == 0xff && (b[5]>>3)&7 == 2: // call *disp8(%reg) / call *(%reg) + sib
+		return true
+	case b[1] == 0xff && (b[2]>>3)&7 == 2 && b[2]>>6 == 0 && b[2]&7 == 5: // call *disp32(%rip)
+		return true
+	case b[1] == 0xff && (b[2]>>3)&7 == 2 && b[2]>>6 == 2: // call *disp32(%reg)
+		return true
+	}
+	return false
+}
