@@ -306,7 +306,8 @@ func (r *Runtime) emulate(pc, tp uint64) (*emuResult, error) {
 	return r.emulateAMD64(pc, tp)
 }
 
-func (r *Runtime) tpName() string {
+// TPName names the thread pointer register in assembly: %fs, tpidr_el0.
+func (r *Runtime) TPName() string {
 	if r.Arch == coredump.ArchARM64 {
 		return "tpidr_el0"
 	}
@@ -318,15 +319,23 @@ func (r *Runtime) describeComputation(e *ErrnoImpl, res *emuResult, tp uint64) s
 	where := fmt.Sprintf("%s in %s", e.Name(), e.Image.Name())
 	switch e.Kind {
 	case KindTPOffGOT:
-		return fmt.Sprintf("%s: thread pointer %s TPOFF from %s", where, signedHex(uint64(e.Offset)), res.gotNote)
+		return fmt.Sprintf("%s: thread pointer + TPOFF %s read from %s", where, signedHex(uint64(e.Offset)), res.gotNote)
 	case KindTLSGetAddr:
-		return fmt.Sprintf("%s: __tls_get_addr, thread pointer %s in the first thread", where, signedHex(uint64(e.Offset)))
+		return fmt.Sprintf("%s: __tls_get_addr, at thread pointer %s in the first thread", where, plusHex(e.Offset))
 	}
 	base := "thread pointer"
 	if res.selfRead {
-		base = fmt.Sprintf("TCB self pointer (%s:0)", r.tpName())
+		base = fmt.Sprintf("TCB self pointer (%s:0)", r.TPName())
 	}
-	return fmt.Sprintf("%s: %s %s", where, base, signedHex(uint64(e.Offset)))
+	return fmt.Sprintf("%s: %s %s", where, base, plusHex(e.Offset))
+}
+
+// plusHex writes an offset with its sign: "+0x34", "-0x88".
+func plusHex(off int64) string {
+	if off < 0 {
+		return fmt.Sprintf("- %#x", -off)
+	}
+	return fmt.Sprintf("+ %#x", off)
 }
 
 // crossCheck compares a glibc-shaped implementation's slot with the

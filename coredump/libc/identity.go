@@ -75,11 +75,27 @@ func (r *Runtime) identify() {
 		r.Libs = append(r.Libs, lib)
 	}
 	// The executable's own C library first: a static executable's
-	// embedded one, else the first shared C library (the loader maps the
-	// executable's dependencies first).
-	sort.SliceStable(r.Libs, func(i, j int) bool {
-		return r.Libs[i].Image.IsExe && !r.Libs[j].Image.IsExe
-	})
+	// embedded one, else one the executable names in DT_NEEDED (a library
+	// dlopen()ed later may be mapped at a lower address).
+	needed := map[string]bool{}
+	if p.Exe != nil {
+		if ei := r.elf(p.Exe); ei.ok() {
+			libs, _ := ei.f.ImportedLibraries()
+			for _, n := range libs {
+				needed[n] = true
+			}
+		}
+	}
+	primary := func(l *Lib) int {
+		switch {
+		case l.Image.IsExe:
+			return 0
+		case needed[l.Image.Name()]:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(r.Libs, func(i, j int) bool { return primary(r.Libs[i]) < primary(r.Libs[j]) })
 	if len(r.Libs) > 0 {
 		l := r.Libs[0]
 		r.Flavor, r.Version = l.Flavor, l.Version

@@ -127,11 +127,12 @@ type Runtime struct {
 	// Notes are what could not be read or decided.
 	Notes []string
 
-	elfs   map[*coredump.Image]*elfInfo
-	glibc  *glibcLayout
-	musl   *muslLayout
-	unwind map[int][]Frame
-	heap   *heapState
+	elfs    map[*coredump.Image]*elfInfo
+	glibc   *glibcLayout
+	musl    *muslLayout
+	unwind  map[int][]Frame
+	heap    *heapState
+	cranges map[*coredump.Image]*cRanges
 }
 
 var le = binary.LittleEndian
@@ -146,7 +147,8 @@ func Load(p *coredump.Process) (*Runtime, error) {
 	if p == nil || len(p.Threads) == 0 {
 		return nil, errors.New("libc: process without threads")
 	}
-	r := &Runtime{Proc: p, Arch: p.Arch, elfs: map[*coredump.Image]*elfInfo{}, unwind: map[int][]Frame{}}
+	r := &Runtime{Proc: p, Arch: p.Arch, elfs: map[*coredump.Image]*elfInfo{}, unwind: map[int][]Frame{},
+		cranges: map[*coredump.Image]*cRanges{}}
 	r.identify()
 	r.readLayouts()
 	r.readModules()
@@ -188,4 +190,21 @@ func (r *Runtime) note(format string, args ...any) {
 		}
 	}
 	r.Notes = append(r.Notes, msg)
+}
+
+type runtimeKey struct{}
+
+type loaded struct {
+	rt  *Runtime
+	err error
+}
+
+// Of returns the C runtime view of p, loaded once per process and shared
+// by every layer that asks (p.Cached).
+func Of(p *coredump.Process) (*Runtime, error) {
+	v := p.Cached(runtimeKey{}, func() any {
+		rt, err := Load(p)
+		return &loaded{rt, err}
+	}).(*loaded)
+	return v.rt, v.err
 }

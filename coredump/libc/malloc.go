@@ -692,3 +692,54 @@ func (r *Runtime) Chunks(fn func(*Chunk) bool) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ChunkRef is a malloc chunk a register of a frame points to.
+type ChunkRef struct {
+	Chunk *Chunk
+	Frame Frame
+	Reg   string
+	Value uint64
+}
+
+// ChunksInRegisters lists the chunks whose header or user pointer a
+// register of the frames holds: in the frames of malloc or free, the
+// chunk being allocated or freed is among them.
+func (r *Runtime) ChunksInRegisters(frames []Frame) []ChunkRef {
+	var out []ChunkRef
+	seen := map[uint64]bool{}
+	for _, f := range frames {
+		regs := f.Regs()
+		if regs == nil {
+			continue
+		}
+		for n := range 32 {
+			v, ok := regs.Get(n)
+			if !ok || v < mallocPageSize || seen[v] {
+				continue
+			}
+			ch, err := r.Chunk(v)
+			if err != nil || (ch.Mem != v && ch.Addr != v) || seen[ch.Addr] {
+				continue
+			}
+			seen[v], seen[ch.Addr] = true, true
+			out = append(out, ChunkRef{Chunk: ch, Frame: f, Reg: r.dwarfRegName(n), Value: v})
+		}
+	}
+	return out
+}
+
+var amd64DwarfNames = [...]string{"rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",
+	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"}
+
+func (r *Runtime) dwarfRegName(n int) string {
+	if r.Arch == coredump.ArchARM64 {
+		if n == 31 {
+			return "sp"
+		}
+		return fmt.Sprintf("x%d", n)
+	}
+	if n < len(amd64DwarfNames) {
+		return amd64DwarfNames[n]
+	}
+	return fmt.Sprintf("r%d", n)
+}

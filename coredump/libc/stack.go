@@ -27,7 +27,14 @@ type Frame struct {
 	// Signal is set on a frame a signal interrupted: what the kernel's
 	// rt_sigframe recorded.
 	Signal *SignalFrame
+
+	regs *coredump.DwarfRegs
 }
+
+// Regs returns the registers known in this frame: all of them for the
+// innermost frame and a frame a signal interrupted, the callee-saved ones
+// CFI restores for the others.
+func (f *Frame) Regs() *coredump.DwarfRegs { return f.regs }
 
 // SignalFrame is a kernel rt_sigframe found on a stack.
 type SignalFrame struct {
@@ -41,6 +48,9 @@ type SignalFrame struct {
 }
 
 func (f *Frame) String() string {
+	if f.Image == nil && f.Func == "" {
+		return fmt.Sprintf("%#x (not code)", f.PC)
+	}
 	name := fmt.Sprintf("%#x", f.PC)
 	if f.Func != "" {
 		name = f.Func
@@ -94,7 +104,7 @@ func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
 			break
 		}
 		seen[[2]uint64{pc, sp}] = true
-		f := Frame{PC: pc, SP: sp, How: how}
+		f := Frame{PC: pc, SP: sp, How: how, regs: regs}
 		look := pc
 		if !exact && look > 0 {
 			look--
@@ -127,12 +137,25 @@ func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
 		if err == nil {
 			break // CFI marks the outermost frame
 		}
+		// Without CFI: a return address whose call instruction targets
+		// this very function is the best evidence; then the frame-pointer
+		// chain (wrong when this function keeps no frame pointer, as
+		// musl's libc.a does not); then any plausible return address.
+		var fn uint64
+		if _, sym, ok := p.Symbolize(look); ok {
+			fn = sym.Addr
+		}
+		scanned, verified := r.scanStep(regs, fn)
+		if scanned != nil && verified {
+			regs, exact, how = scanned, false, "stack scan"
+			continue
+		}
 		if caller := r.framePointerStep(regs); caller != nil {
 			regs, exact, how = caller, false, "frame pointer"
 			continue
 		}
-		if caller := r.scanStep(regs); caller != nil {
-			regs, exact, how = caller, false, "stack scan"
+		if scanned != nil {
+			regs, exact, how = scanned, false, "stack scan"
 			continue
 		}
 		break
@@ -229,26 +252,117 @@ func (r *Runtime) framePointerStep(regs *coredump.DwarfRegs) *coredump.DwarfRegs
 	return c
 }
 
-// scanStep looks above sp for the first word that is a return address
-// (it points into code, just after a call instruction).
-func (r *Runtime) scanStep(regs *coredump.DwarfRegs) *coredump.DwarfRegs {
+// scanStep looks above sp for the return address into the caller: a word
+// that points into code just after a call instruction. A direct call whose
+// target is fn, the function the frame runs, is taken first; stale return
+// addresses of earlier calls also sit on stacks, and only the direct-call
+// check tells them apart. Without such a call the first plausible word is
+// taken.
+func (r *Runtime) scanStep(regs *coredump.DwarfRegs, fn uint64) (caller *coredump.DwarfRegs, verified bool) {
 	sp := regs.SP()
 	var buf [scanWindow]byte
 	n, _ := r.Proc.ReadMemory(buf[:], sp)
+	found, indirect, any := -1, -1, -1
 	for off := 0; off+8 <= n; off += 8 {
 		ra := le.Uint64(buf[off:])
 		if !r.isReturnAddress(ra) {
 			continue
 		}
-		c := &coredump.DwarfRegs{Arch: r.Arch}
-		c.SetPC(ra)
-		c.SetSP(sp + uint64(off) + 8)
-		if fp, ok := regs.Get(r.fpReg()); ok {
-			c.SetFP(fp)
+		if any < 0 {
+			any = off
 		}
-		return c
+		if fn == 0 {
+			found = off
+			break
+		}
+		if t, ok := r.directCallTarget(ra); ok {
+			if r.reaches(t, fn) {
+				found = off
+				break
+			}
+			continue // a direct call of some other function: stale
+		}
+		if indirect < 0 {
+			indirect = off
+		}
 	}
-	return nil
+	verified = found >= 0 && fn != 0
+	if found < 0 {
+		found = indirect
+	}
+	if found < 0 {
+		found = any
+	}
+	if found < 0 {
+		return nil, false
+	}
+	c := &coredump.DwarfRegs{Arch: r.Arch}
+	c.SetPC(le.Uint64(buf[found:]))
+	c.SetSP(sp + uint64(found) + 8)
+	if fp, ok := regs.Get(r.fpReg()); ok {
+		c.SetFP(fp)
+	}
+	return c, verified
+}
+
+// directCallTarget decodes the direct call (call rel32, bl) that ends
+// just before return address ra.
+func (r *Runtime) directCallTarget(ra uint64) (uint64, bool) {
+	if r.Arch == coredump.ArchARM64 {
+		w, err := r.Proc.ReadUint32(ra - 4)
+		if err != nil || w&0xfc000000 != 0x94000000 {
+			return 0, false
+		}
+		return uint64(int64(ra-4) + int64(w&0x3ffffff)<<38>>36), true
+	}
+	var b [5]byte
+	if _, err := r.Proc.ReadMemory(b[:], ra-5); err != nil || b[0] != 0xe8 {
+		return 0, false
+	}
+	return uint64(int64(ra) + int64(int32(le.Uint32(b[1:])))), true
+}
+
+// reaches reports whether a call of t ends up in fn: t is fn, a PLT stub
+// for it, or a wrapper that tail-jumps to it (musl's free jumps to
+// __libc_free).
+func (r *Runtime) reaches(t, fn uint64) bool {
+	for range 3 {
+		if t == fn {
+			return true
+		}
+		if v := r.pltTarget(t); v != 0 {
+			t = v
+			continue
+		}
+		var b [5]byte
+		if _, err := r.Proc.ReadMemory(b[:], t); err != nil {
+			return false
+		}
+		switch {
+		case r.Arch == coredump.ArchAMD64 && b[0] == 0xe9:
+			t = uint64(int64(t+5) + int64(int32(le.Uint32(b[1:]))))
+		case r.Arch == coredump.ArchAMD64 && b[0] == 0xeb:
+			t = uint64(int64(t+2) + int64(int8(b[1])))
+		case r.Arch == coredump.ArchARM64 && le.Uint32(b[:])&0xfc000000 == a64B:
+			t = uint64(int64(t) + int64(le.Uint32(b[:])&0x3ffffff)<<38>>36)
+		default:
+			return false
+		}
+	}
+	return t == fn
+}
+
+// pltTarget returns the function a PLT stub at t jumps to now (0 when t is
+// no stub).
+func (r *Runtime) pltTarget(t uint64) uint64 {
+	if r.Arch != coredump.ArchAMD64 {
+		return 0
+	}
+	v, note, err := r.throughPLT(t)
+	if err != nil || note == "" {
+		return 0
+	}
+	return v
 }
 
 func (r *Runtime) fpReg() int {

@@ -227,7 +227,7 @@ func (r *Runtime) readErrno(th *Thread, prim *ErrnoImpl) {
 				continue
 			}
 			v.Addr, v.Steps = res.value, res.steps
-			v.Source = describeRun(e, res, th.TP, r.tpName())
+			v.Source = describeRun(e, res, th.TP, r.TPName())
 		}
 		if x, err := r.Proc.ReadUint32(v.Addr); err != nil {
 			v.Err = err
@@ -332,38 +332,63 @@ func (r *Runtime) validateLayoutFields() {
 }
 
 // compareGuards flags threads whose stack or pointer guard differs from
-// the value the others share: the C library copies both into every
-// thread's TCB when it creates the thread.
+// the value the C library set: it copies both into every thread's TCB
+// when it creates the thread. glibc derives them from the kernel's
+// AT_RANDOM bytes (stack_guard: the first word with its low byte cleared;
+// pointer_guard: the second word, elf/dl-osinfo.h), which checks even a
+// single-threaded process; when AT_RANDOM no longer holds them (the Go
+// runtime reuses those bytes), the value most threads share is the
+// reference.
 func (r *Runtime) compareGuards() {
+	type ref struct {
+		v   uint64
+		how string
+	}
+	refs := map[string]ref{}
+	if r.Flavor == Glibc && r.Arch == coredump.ArchAMD64 {
+		if a, ok := r.Proc.Auxv.Lookup(coredump.AT_RANDOM); ok {
+			var b [16]byte
+			if _, err := r.Proc.ReadMemory(b[:], a); err == nil {
+				sg, pg := le.Uint64(b[:])&^0xff, le.Uint64(b[8:])
+				for _, th := range r.Threads {
+					if v, ok := th.TCB.Get("stack_guard"); ok && v == sg {
+						refs["stack_guard"] = ref{sg, fmt.Sprintf("glibc derived it from AT_RANDOM (%#x)", a)}
+						refs["pointer_guard"] = ref{pg, fmt.Sprintf("glibc derived it from AT_RANDOM+8 (%#x)", a+8)}
+						break
+					}
+				}
+			}
+		}
+	}
 	for _, name := range []string{"stack_guard", "pointer_guard", "canary"} {
-		count := map[uint64]int{}
-		for _, th := range r.Threads {
-			if v, ok := th.TCB.Get(name); ok {
-				count[v]++
+		rf, ok := refs[name]
+		if !ok {
+			count := map[uint64]int{}
+			for _, th := range r.Threads {
+				if v, ok := th.TCB.Get(name); ok {
+					count[v]++
+				}
 			}
-		}
-		if len(count) < 2 {
-			continue
-		}
-		var common uint64
-		best := 0
-		for v, n := range count {
-			if n > best || (n == best && v < common) {
-				common, best = v, n
+			best := 0
+			for v, n := range count {
+				if n > best || (n == best && v < rf.v) {
+					rf.v, best = v, n
+				}
 			}
-		}
-		if best < 2 {
-			continue // no majority to compare with
+			if len(count) < 2 || best < 2 {
+				continue // nothing to compare with
+			}
+			rf.how = fmt.Sprintf("%d other threads hold it", best)
 		}
 		for _, th := range r.Threads {
 			v, ok := th.TCB.Get(name)
-			if !ok || v == common {
+			if !ok || v == rf.v {
 				continue
 			}
 			f := th.TCB.field(name)
 			th.Problems = append(th.Problems, Problem{
-				What: fmt.Sprintf("%s at %s:%#x is %#x, but %d other threads hold %#x: this thread's TCB was overwritten",
-					name, r.tpName(), f.Offset, v, best, common),
+				What: fmt.Sprintf("%s at %s:%#x is %#x, not %#x (%s): this thread's TCB was overwritten",
+					name, r.TPName(), f.Offset, v, rf.v, rf.how),
 				Addr: f.Addr, Value: fmt.Sprintf("%#x", v)})
 		}
 	}
