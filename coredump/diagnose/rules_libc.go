@@ -66,24 +66,6 @@ func crashThread(rt *libc.Runtime) *libc.Thread {
 	return nil
 }
 
-// glibcTCBField names the x86-64 tcbhead_t field at a thread-pointer
-// offset (sysdeps/x86_64/nptl/tls.h).
-func glibcTCBField(off int64) (string, int64, bool) {
-	fields := []struct {
-		name     string
-		off, end int64
-	}{
-		{"tcb (self)", 0, 8}, {"dtv", 8, 0x10}, {"self", 0x10, 0x18}, {"multiple_threads", 0x18, 0x1c},
-		{"gscope_flag", 0x1c, 0x20}, {"sysinfo", 0x20, 0x28}, {"stack_guard", 0x28, 0x30}, {"pointer_guard", 0x30, 0x38},
-	}
-	for _, fl := range fields {
-		if off >= fl.off && off < fl.end {
-			return fl.name, fl.off, true
-		}
-	}
-	return "", 0, false
-}
-
 func ruleErrnoSlotMismatch(f *Facts) []Finding {
 	rt := libcView(f)
 	if rt == nil || len(rt.Errno) == 0 {
@@ -105,14 +87,11 @@ func ruleErrnoSlotMismatch(f *Facts) []Finding {
 	// one: errno writes land on the thread's own control fields.
 	var overlaps []string
 	var overlapField string
-	glibcTCB := rt.Flavor == libc.Glibc && rt.Arch == coredump.ArchAMD64
-	if glibcTCB {
-		for _, off := range offs {
-			if name, start, ok := glibcTCBField(off); ok {
-				overlapField = name
-				overlaps = append(overlaps, fmt.Sprintf("%%fs:%#x, the slot %s computes, lies inside glibc's tcbhead_t.%s (%%fs:%#x): every errno write there changes it",
-					off, byOff[off][0], name, start))
-			}
+	for _, off := range offs {
+		if name, start, ok := rt.TCBFieldAt(off); ok {
+			overlapField = name
+			overlaps = append(overlaps, fmt.Sprintf("%%fs:%#x, the slot %s computes, lies inside glibc's tcbhead_t.%s (%%fs:%#x): every errno write there changes it",
+				off, byOff[off][0], name, start))
 		}
 	}
 	if len(offs) < 2 && len(overlaps) == 0 {

@@ -112,6 +112,9 @@ type ErrnoValue struct {
 	// Source says how the address was computed in this thread.
 	Source string
 	Steps  []EmuStep
+	// Overlaps names the field of the C library's TCB header the slot
+	// lies in ("pointer_guard"): its value is that field's bytes.
+	Overlaps string
 }
 
 // findErrnoImpls lists every __errno_location in every image and follows

@@ -113,6 +113,7 @@ func (r *Runtime) readThreads() {
 		r.Threads = append(r.Threads, th)
 	}
 	r.validateLayoutFields()
+	r.checkThreadMappings()
 	r.compareGuards()
 }
 
@@ -150,6 +151,14 @@ func (r *Runtime) readTCB(t *coredump.Thread) *TCB {
 			defs = append(defs, fieldDef{"stackblock", l.stackBlock, 8}, fieldDef{"stackblock_size", l.stackBlock + 8, 8})
 		}
 		fields := r.readFields(tp, base, defs)
+		// The initial thread runs on the process stack: glibc leaves its
+		// stackblock 0, and stackblock_size then means nothing.
+		for i, f := range fields {
+			if f.Name == "stackblock" && f.Err == nil && f.Value == 0 && i+1 < len(fields) {
+				fields = append(fields[:i+1], fields[i+2:]...)
+				break
+			}
+		}
 		if r.Arch == coredump.ArchARM64 {
 			// tcbhead_t {dtv, private} sits at the thread pointer.
 			fields = append(r.readFields(tp, tp, []fieldDef{{"dtv", 0, 8}}), fields...)
@@ -229,6 +238,9 @@ func (r *Runtime) readErrno(th *Thread, prim *ErrnoImpl) {
 			v.Addr, v.Steps = res.value, res.steps
 			v.Source = describeRun(e, res, th.TP, r.TPName())
 		}
+		if name, _, ok := r.TCBFieldAt(int64(v.Addr - th.TP)); ok {
+			v.Overlaps = name
+		}
 		if x, err := r.Proc.ReadUint32(v.Addr); err != nil {
 			v.Err = err
 		} else {
@@ -256,6 +268,29 @@ func describeRun(e *ErrnoImpl, res *emuResult, tp uint64, tpName string) string 
 		s += "; " + strings.Join(notes, "; ")
 	}
 	return s + fmt.Sprintf(" → %#x", res.value)
+}
+
+// TCBFieldAt names the field of the C library's thread control block
+// header at a thread-pointer offset, with the field's start: glibc's x86-64
+// tcbhead_t (sysdeps/x86_64/nptl/tls.h), whose layout the compiler and
+// glibc's own code assume.
+func (r *Runtime) TCBFieldAt(off int64) (name string, start int64, ok bool) {
+	if r.Flavor != Glibc || r.Arch != coredump.ArchAMD64 {
+		return "", 0, false
+	}
+	fields := []struct {
+		name     string
+		off, end int64
+	}{
+		{"tcb (self)", 0, 8}, {"dtv", 8, 0x10}, {"self", 0x10, 0x18}, {"multiple_threads", 0x18, 0x1c},
+		{"gscope_flag", 0x1c, 0x20}, {"sysinfo", 0x20, 0x28}, {"stack_guard", 0x28, 0x30}, {"pointer_guard", 0x30, 0x38},
+	}
+	for _, f := range fields {
+		if off >= f.off && off < f.end {
+			return f.name, f.off, true
+		}
+	}
+	return "", 0, false
 }
 
 // checkTCB records what only corruption explains: a self pointer that is
@@ -329,6 +364,37 @@ func (r *Runtime) validateLayoutFields() {
 		size, _ := th.TCB.Get("stackblock_size")
 		return v != 0 && th.TP >= v && th.TP < v+size
 	})
+	// A glibc thread's TCB lies in its stack block (or the block is 0 for
+	// the initial thread).
+	for _, th := range r.Threads {
+		v, ok := th.TCB.Get("stackblock")
+		size, _ := th.TCB.Get("stackblock_size")
+		if ok && v != 0 && (th.TP < v || th.TP >= v+size) {
+			f := th.TCB.field("stackblock")
+			th.Problems = append(th.Problems, Problem{
+				What: fmt.Sprintf("struct pthread stackblock [%#x, %#x) does not hold the thread's own TCB at %#x", v, v+size, th.TP),
+				Addr: f.Addr, Value: fmt.Sprintf("%#x", v)})
+		}
+	}
+}
+
+// checkThreadMappings checks that a musl thread's struct pthread lies in
+// the mapping musl made for the thread (map_base, map_size; 0 for the
+// initial thread).
+func (r *Runtime) checkThreadMappings() {
+	for _, th := range r.Threads {
+		base, ok1 := th.TCB.Get("map_base")
+		size, ok2 := th.TCB.Get("map_size")
+		if !ok1 || !ok2 || base == 0 {
+			continue
+		}
+		if th.TP < base || th.TP >= base+size {
+			f := th.TCB.field("map_base")
+			th.Problems = append(th.Problems, Problem{
+				What: fmt.Sprintf("struct pthread map_base/map_size [%#x, %#x) does not hold the thread's own TCB at %#x", base, base+size, th.TP),
+				Addr: f.Addr, Value: fmt.Sprintf("%#x", base)})
+		}
+	}
 }
 
 // compareGuards flags threads whose stack or pointer guard differs from
