@@ -106,7 +106,7 @@ func ruleErrnoSlotMismatch(f *Facts) []Finding {
 				vis = "hidden, named only by " + e.Found
 			}
 			fd.Evidence = append(fd.Evidence, Evidence{
-				What:   fmt.Sprintf("%s (%s) puts errno at %s%s: %s", e, vis, rt.TPName(), signed(off), e.Source),
+				What:   fmt.Sprintf("%s (%s) puts errno at %s: %s", e, vis, e.Where(rt.TPName()), e.Source),
 				Addr:   AddrPtr(e.Addr),
 				Source: "disassembly of " + e.Image.Path,
 			})
@@ -151,7 +151,7 @@ func ruleErrnoSlotMismatch(f *Facts) []Finding {
 	}
 	var impls []string
 	for _, off := range offs {
-		impls = append(impls, fmt.Sprintf("%s at %s%s", byOff[off][0], rt.TPName(), signed(off)))
+		impls = append(impls, fmt.Sprintf("%s at %s", byOff[off][0], byOff[off][0].Where(rt.TPName())))
 	}
 	if len(offs) >= 2 {
 		fd.Summary = fmt.Sprintf("errno lives in %d places per thread (%s): C code that sets errno through one and reads it through the other sees a stale value",
@@ -177,13 +177,6 @@ func ruleErrnoSlotMismatch(f *Facts) []Finding {
 		fd.Location = &Location{TID: th.TID}
 	}
 	return []Finding{fd}
-}
-
-func signed(off int64) string {
-	if off < 0 {
-		return fmt.Sprintf("-%#x", -off)
-	}
-	return fmt.Sprintf("+%#x", off)
 }
 
 func addrOrNil(a uint64) *coredump.Addr {

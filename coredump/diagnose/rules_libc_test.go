@@ -334,14 +334,10 @@ int main(int argc, char **argv) {
 func crashSource(t *testing.T, name, src string, v fixtures.Variant, args []string) *fixtures.Crash {
 	t.Helper()
 	t.Setenv("COREEXPLAIN_FIXTURE_CACHE", t.TempDir())
-	dir := filepath.Join(t.TempDir(), name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	f, err := fixtures.FromSource(t.TempDir(), name, fixtures.Spec{Lang: fixtures.LangC, Args: args}, map[string]string{"main.c": src})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "main.c"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f := &fixtures.Fixture{Name: name, Dir: dir, Spec: fixtures.Spec{Lang: fixtures.LangC, Args: args}}
 	c, err := f.Crash(v)
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,9 @@ type arm64Machine struct {
 	tp    uint64
 	regs  [31]uint64
 	known uint32
+	// pcrel marks registers holding a pc-relative address (adrp, then
+	// add): loads through them read the GOT or other data of the image.
+	pcrel uint32
 	res   emuResult
 }
 
@@ -50,6 +53,14 @@ func (m *arm64Machine) get(n uint32) (uint64, error) {
 func (m *arm64Machine) set(n uint32, v uint64) {
 	if n < 31 {
 		m.regs[n], m.known = v, m.known|1<<n
+		m.pcrel &^= 1 << n
+	}
+}
+
+func (m *arm64Machine) setPCRel(n uint32, v uint64) {
+	m.set(n, v)
+	if n < 31 {
+		m.pcrel |= 1 << n
 	}
 }
 
@@ -88,7 +99,7 @@ func (r *Runtime) emulateARM64(pc, tp uint64) (*emuResult, error) {
 		case w&a64ADRPMask == a64ADRP:
 			imm := int64((w>>29)&3|((w>>5)&0x7ffff)<<2) << 12
 			imm = imm << 31 >> 31 // sign-extend the 33-bit offset
-			m.set(rd, uint64(int64(pc&^0xfff)+imm))
+			m.setPCRel(rd, uint64(int64(pc&^0xfff)+imm))
 		case w&0xffc00000 == a64LDRX, w&0xffc00000 == a64LDRW:
 			size := 8
 			if w&0xffc00000 == a64LDRW {
@@ -107,8 +118,9 @@ func (r *Runtime) emulateARM64(pc, tp uint64) (*emuResult, error) {
 				return nil, fmt.Errorf("%s at %#x: %w", text, pc, err)
 			}
 			v := le.Uint64(buf[:])
+			pcrel := m.pcrel&(1<<rn) != 0
 			m.set(rd, v)
-			if im := r.Proc.FindImage(a); im != nil {
+			if pcrel {
 				step.Note = fmt.Sprintf("GOT slot %#x = %s", a, signedHex(v))
 				if rel := r.describeSlot(a); rel != "" {
 					step.Note += " (" + rel + ")"
@@ -136,7 +148,11 @@ func (r *Runtime) emulateARM64(pc, tp uint64) (*emuResult, error) {
 			} else {
 				v += imm
 			}
-			m.set(rd, v)
+			if m.pcrel&(1<<rn) != 0 {
+				m.setPCRel(rd, v)
+			} else {
+				m.set(rd, v)
+			}
 		case w&0xff200000 == a64ADDReg, w&0xff200000 == a64SUBReg:
 			if (w>>10)&0x3f != 0 {
 				return nil, fmt.Errorf("%s at %#x (shifted operand): %w", text, pc, errUnsupported)

@@ -76,6 +76,28 @@ type ErrnoImpl struct {
 	CrossCheck string
 	// Err says why the code could not be followed.
 	Err error
+	// TLSModule and TLSOffset locate a general-dynamic slot: offset
+	// TLSOffset of module TLSModule's block, through each thread's dtv.
+	TLSModule, TLSOffset uint64
+}
+
+// Where says where the implementation puts errno, relative to the thread:
+// "%fs-0x88", or "module 3's TLS block + 0x0" for general-dynamic TLS.
+func (e *ErrnoImpl) Where(tpName string) string {
+	if e.Kind == KindTLSGetAddr {
+		return fmt.Sprintf("module %d's TLS block %s (via __tls_get_addr and the dtv)", e.TLSModule, plusHex(int64(e.TLSOffset)))
+	}
+	if !e.OffsetKnown {
+		return "an unknown place"
+	}
+	return tpName + signedOffset(e.Offset)
+}
+
+func signedOffset(off int64) string {
+	if off < 0 {
+		return fmt.Sprintf("-%#x", -off)
+	}
+	return fmt.Sprintf("+%#x", off)
 }
 
 // Name is the first symbol name (or a description for a pattern match).
@@ -278,6 +300,7 @@ func (r *Runtime) analyzeImpl(e *ErrnoImpl) {
 	switch {
 	case res.tlsGetAdr:
 		e.Kind = KindTLSGetAddr
+		e.TLSModule, e.TLSOffset = res.tlsModule, res.tlsOffset
 	case res.got != 0:
 		e.Kind = KindTPOffGOT
 	default:
@@ -324,7 +347,7 @@ func (r *Runtime) describeComputation(e *ErrnoImpl, res *emuResult, tp uint64) s
 	case KindTPOffGOT:
 		return fmt.Sprintf("%s: thread pointer + TPOFF %s read from %s", where, signedHex(uint64(e.Offset)), res.gotNote)
 	case KindTLSGetAddr:
-		return fmt.Sprintf("%s: __tls_get_addr, at thread pointer %s in the first thread", where, plusHex(e.Offset))
+		return fmt.Sprintf("%s: __tls_get_addr(module %d, offset %#x) through the thread's dtv", where, res.tlsModule, res.tlsOffset)
 	}
 	base := "thread pointer"
 	if res.selfRead {

@@ -1,6 +1,7 @@
 package libc_test
 
 import (
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -350,4 +351,67 @@ func TestChunks(t *testing.T) {
 	if _, err := r.Chunk(0x10); err == nil {
 		t.Errorf("Chunk(0x10) succeeded")
 	}
+}
+
+// A library with an __errno of its own, on general-dynamic TLS: the slot
+// comes from emulating its call of __tls_get_addr through each thread's
+// dtv. The program is built in a temporary directory.
+func TestErrnoThroughTLSGetAddr(t *testing.T) {
+	t.Setenv("COREEXPLAIN_FIXTURE_CACHE", t.TempDir())
+	dir := t.TempDir()
+	lib := dir + "/liberrno.so"
+	libSrc := dir + "/liberrno.c"
+	if err := os.WriteFile(libSrc, []byte(`static __thread int lib_errno;
+int *__errno(void) { return &lib_errno; }
+void lib_fail(int v) { *__errno() = v; }
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("gcc", "-shared", "-fPIC", "-O1", "-o", lib, libSrc).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	f, err := fixtures.FromSource(t.TempDir(), "gen-tls-get-addr", fixtures.Spec{Lang: fixtures.LangC, Args: []string{lib}},
+		map[string]string{"main.c": `#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+	void *h = dlopen(argv[1], RTLD_NOW);
+	if (!h) { fprintf(stderr, "%s\n", dlerror()); return 2; }
+	void (*fail)(int) = (void (*)(int))dlsym(h, "lib_fail");
+	fail(77);
+	fprintf(stderr, "FACT lib_errno=%ld:77\n", (long)syscall(SYS_gettid));
+	abort();
+}
+`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Crash(fixtures.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, r := load(t, c)
+	var impl *libc.ErrnoImpl
+	for _, e := range r.Errno {
+		if e.Image.Name() == "liberrno.so" {
+			impl = e
+		}
+	}
+	if impl == nil || impl.Kind != libc.KindTLSGetAddr || impl.Err != nil || impl.TLSModule == 0 {
+		t.Fatalf("liberrno.so's __errno: %+v", impl)
+	}
+	tid, want := tidValue(t, c.Oracle.Facts["lib_errno"][0])
+	th := r.Thread(tid)
+	for _, s := range th.Slots {
+		if s.Impl == impl {
+			if s.Err != nil || int(s.Value) != want {
+				t.Errorf("slot %+v, want %d", s, want)
+			}
+			return
+		}
+	}
+	t.Errorf("thread %d has no slot for %s: %+v", tid, impl, th.Slots)
 }

@@ -57,32 +57,32 @@ func (ei *elfInfo) tlsSymbolAt(off uint64) string {
 // callTLSGetAddr emulates a call of __tls_get_addr(tls_index *ti): the
 // address of offset ti->offset in module ti->module's TLS block of this
 // thread, read through the thread's dtv.
-func (r *Runtime) callTLSGetAddr(target, tp uint64, arg func() (uint64, error)) (uint64, string, error) {
+func (r *Runtime) callTLSGetAddr(target, tp uint64, arg func() (uint64, error)) (addr, module, offset uint64, note string, err error) {
 	im, sym, ok := r.Proc.Symbolize(target)
 	if !ok || strings.TrimLeft(sym.Name, "_") != "tls_get_addr" {
 		name := fmt.Sprintf("%#x", target)
 		if ok {
 			name = sym.Name
 		}
-		return 0, "", fmt.Errorf("call of %s: %w", name, errUnsupported)
+		return 0, 0, 0, "", fmt.Errorf("call of %s: %w", name, errUnsupported)
 	}
 	ti, err := arg()
 	if err != nil {
-		return 0, "", err
+		return 0, 0, 0, "", err
 	}
 	var b [16]byte
 	if _, err := r.Proc.ReadMemory(b[:], ti); err != nil {
-		return 0, "", fmt.Errorf("tls_index at %#x: %w", ti, err)
+		return 0, 0, 0, "", fmt.Errorf("tls_index at %#x: %w", ti, err)
 	}
 	mod, off := le.Uint64(b[:]), le.Uint64(b[8:])
 	// The dtv pointer is the second word of the TCB in both C libraries
 	// on x86-64 (tcbhead_t.dtv, struct pthread.dtv).
 	dtv, err := r.Proc.ReadUint64(tp + 8)
 	if err != nil {
-		return 0, "", fmt.Errorf("dtv pointer at %%fs:8: %w", err)
+		return 0, 0, 0, "", fmt.Errorf("dtv pointer at %%fs:8: %w", err)
 	}
 	if mod == 0 || mod > 1<<16 {
-		return 0, "", fmt.Errorf("tls_index at %#x holds module id %d", ti, mod)
+		return 0, 0, 0, "", fmt.Errorf("tls_index at %#x holds module id %d", ti, mod)
 	}
 	// glibc's dtv_t is 16 bytes {pointer, to_free}; musl's dtv holds bare
 	// pointers.
@@ -92,10 +92,10 @@ func (r *Runtime) callTLSGetAddr(target, tp uint64, arg func() (uint64, error)) 
 	}
 	base, err := r.Proc.ReadUint64(dtv + mod*stride)
 	if err != nil {
-		return 0, "", fmt.Errorf("dtv[%d] at %#x: %w", mod, dtv+mod*stride, err)
+		return 0, 0, 0, "", fmt.Errorf("dtv[%d] at %#x: %w", mod, dtv+mod*stride, err)
 	}
 	if base == ^uint64(0) || base == 0 {
-		return 0, "", fmt.Errorf("module %d's TLS block is not allocated in this thread (dtv[%d] = %#x)", mod, mod, base)
+		return 0, 0, 0, "", fmt.Errorf("module %d's TLS block is not allocated in this thread (dtv[%d] = %#x)", mod, mod, base)
 	}
-	return base + off, fmt.Sprintf("%s`%s(module %d, offset %#x): dtv %#x[%d] = %#x", im.Name(), sym.Name, mod, off, dtv, mod, base), nil
+	return base + off, mod, off, fmt.Sprintf("%s`%s(module %d, offset %#x): dtv %#x[%d] = %#x", im.Name(), sym.Name, mod, off, dtv, mod, base), nil
 }

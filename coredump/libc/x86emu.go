@@ -43,6 +43,8 @@ type emuResult struct {
 	selfRead  bool
 	selfValue uint64
 	tlsGetAdr bool // called __tls_get_addr
+	tlsModule uint64
+	tlsOffset uint64
 }
 
 // errUnsupported marks code the emulator cannot follow.
@@ -287,11 +289,11 @@ func (r *Runtime) emulateAMD64(pc, tp uint64) (*emuResult, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s at %#x: %w", inst, pc, err)
 			}
-			v, cnote, err := r.callTLSGetAddr(target, m.tp, func() (uint64, error) { return m.get(x86asm.RDI) })
+			v, mod, off, cnote, err := r.callTLSGetAddr(target, m.tp, func() (uint64, error) { return m.get(x86asm.RDI) })
 			if err != nil {
 				return nil, fmt.Errorf("%s at %#x: %w", inst, pc, err)
 			}
-			m.res.tlsGetAdr = true
+			m.res.tlsGetAdr, m.res.tlsModule, m.res.tlsOffset = true, mod, off
 			m.set(x86asm.RAX, v)
 			step.Note = joinNotes(note, cnote)
 		default:

@@ -51,8 +51,8 @@ type ErrnoImpl struct {
 	Found  string   `json:"found"`
 	Kind   string   `json:"kind,omitempty"`
 	Shape  string   `json:"shape,omitempty"`
-	// Offset is the slot's offset from the thread pointer, e.g. "-0x88".
-	Offset     string   `json:"tp_offset,omitempty"`
+	// Where says where the slot is, e.g. "tp-0x88".
+	Where      string   `json:"where"`
 	Source     string   `json:"source,omitempty"`
 	CrossCheck string   `json:"cross_check,omitempty"`
 	Code       []string `json:"code,omitempty"`
@@ -150,9 +150,7 @@ func BuildTLS(p *coredump.Process) (*TLSReport, error) {
 		if e.Shape != libc.None {
 			ei.Shape = e.Shape.String()
 		}
-		if e.OffsetKnown {
-			ei.Offset = signedOffset(e.Offset)
-		}
+		ei.Where = e.Where("tp")
 		if e.Err != nil {
 			ei.Error = e.Err.Error()
 		}
@@ -264,7 +262,7 @@ func WriteTLSText(w io.Writer, r *TLSReport, o TextOptions) {
 			if e.Hidden {
 				vis = " hidden"
 			}
-			tw.printf("%s`%s at %s (%s%s): %s\n", filepath.Base(e.Image), strings.Join(e.Names, "/"), e.Addr, e.Found, vis, s.bold("tp "+e.Offset))
+			tw.printf("%s`%s at %s (%s%s): %s\n", filepath.Base(e.Image), strings.Join(e.Names, "/"), e.Addr, e.Found, vis, s.bold(e.Where))
 			if e.Error != "" {
 				tw.printf("   %s\n", s.red(e.Error))
 			}
