@@ -93,7 +93,8 @@ func (l *Lib) String() string {
 	return fmt.Sprintf("%s %s %s", s, how, l.Image.Name())
 }
 
-// Runtime is the C runtime's view of one process.
+// Runtime is the C runtime's view of one process. Its methods compute
+// views lazily and cache them: a Runtime is not safe for concurrent use.
 type Runtime struct {
 	Proc *coredump.Process
 	Arch coredump.Arch
@@ -142,12 +143,18 @@ var le = binary.LittleEndian
 var ErrNoLibc = errors.New("the process has no C library")
 
 // Load reads the C runtime's view of p. It fails only when p has no
-// threads; what cannot be read is recorded in Notes.
-func Load(p *coredump.Process) (*Runtime, error) {
+// threads (or, defensively, when target memory trips an internal error);
+// what cannot be read is recorded in Notes.
+func Load(p *coredump.Process) (r *Runtime, err error) {
 	if p == nil || len(p.Threads) == 0 {
 		return nil, errors.New("libc: process without threads")
 	}
-	r := &Runtime{Proc: p, Arch: p.Arch, elfs: map[*coredump.Image]*elfInfo{}, unwind: map[int][]Frame{},
+	defer func() {
+		if e := recover(); e != nil {
+			r, err = nil, fmt.Errorf("libc: internal error while reading the C runtime: %v", e)
+		}
+	}()
+	r = &Runtime{Proc: p, Arch: p.Arch, elfs: map[*coredump.Image]*elfInfo{}, unwind: map[int][]Frame{},
 		cranges: map[*coredump.Image]*cRanges{}}
 	r.identify()
 	r.readLayouts()

@@ -415,3 +415,91 @@ int main(int argc, char **argv) {
 	}
 	t.Errorf("thread %d has no slot for %s: %+v", tid, impl, th.Slots)
 }
+
+// A core cut short loses the highest mappings first (thread stacks,
+// libraries): the C runtime view still loads, says what it could not
+// read, and never panics.
+func TestTruncatedCore(t *testing.T) {
+	c := crash(t, "cgo-errno-threads", fixtures.Default)
+	data, err := os.ReadFile(c.Core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, frac := range []int{2, 10, 50, 90} {
+		cut := t.TempDir() + "/core"
+		if err := os.WriteFile(cut, data[:len(data)*frac/100], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := coredump.Open(cut, c.Binary, coredump.Options{})
+		if err != nil {
+			continue // too short to hold the notes: Open says so
+		}
+		r, err := libc.Load(p)
+		if err != nil {
+			t.Errorf("%d%%: %v", frac, err)
+		} else {
+			r.Fault()
+			r.AbortMessage()
+			r.Chunks(func(*libc.Chunk) bool { return true })
+			for _, th := range r.Threads {
+				if th.Errno != nil && th.Errno.Err == nil && th.Errno.Value < 0 {
+					t.Errorf("%d%%: thread %d errno %d", frac, th.TID, th.Errno.Value)
+				}
+			}
+		}
+		p.Close()
+	}
+}
+
+func BenchmarkLoad(b *testing.B) {
+	f, err := fixtures.Load("cgo-errno-threads")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := f.Crash(fixtures.Default)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := libc.Load(p); err != nil {
+			b.Fatal(err)
+		}
+		p.Close()
+	}
+}
+
+func BenchmarkChunk(b *testing.B) {
+	f, err := fixtures.Load("cgo-malloc-chunks")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := f.Crash(fixtures.Default)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	r, err := libc.Load(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var addrs []uint64
+	for _, fact := range c.Oracle.Facts["chunk"] {
+		a, _, _ := strings.Cut(fact, ":")
+		v, _ := strconv.ParseUint(strings.TrimPrefix(a, "0x"), 16, 64)
+		addrs = append(addrs, v)
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := r.Chunk(addrs[i%len(addrs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

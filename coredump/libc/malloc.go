@@ -198,6 +198,15 @@ type heapState struct {
 	tcacheHow  string
 	tcacheSeen bool
 	arenaHow   string // how main_arena was found
+	win        *memWindow
+}
+
+// window returns the heap walks' shared read window.
+func (h *heapState) window(p *coredump.Process) *memWindow {
+	if h.win == nil {
+		h.win = &memWindow{p: p}
+	}
+	return h.win
 }
 
 // Arenas returns glibc malloc's arenas and heaps.
@@ -474,7 +483,7 @@ func (r *Runtime) walk(h *Heap) {
 		return
 	}
 	h.walked = true
-	w := &memWindow{p: r.Proc}
+	w := r.heapState().window(r.Proc)
 	top := h.Arena.Top
 	for c := h.Start; c < h.End; {
 		if h.chunks >= maxChunksWalk {
@@ -564,7 +573,7 @@ func (r *Runtime) chunkInHeap(h *Heap, addr uint64) (*Chunk, error) {
 	if i < 0 {
 		return nil, fmt.Errorf("%#x precedes the first chunk %#x of %s: %w", addr, h.Start, arenaName(h.Arena), ErrNotHeap)
 	}
-	w := &memWindow{p: r.Proc}
+	w := r.heapState().window(r.Proc)
 	for c, n := h.index[i], 0; c < h.End && n <= indexEvery; n++ {
 		if c == h.Arena.Top {
 			return r.describeChunk(h, c, h.Arena.Top+h.Arena.TopSize-c, flagPrevInuse, w), nil
@@ -667,7 +676,7 @@ func (r *Runtime) Chunks(fn func(*Chunk) bool) error {
 	for _, ar := range hs.arenas {
 		for _, h := range ar.Heaps {
 			r.walk(h)
-			w := &memWindow{p: r.Proc}
+			w := r.heapState().window(r.Proc)
 			for c := h.Start; c < h.End; {
 				if c == ar.Top {
 					if !fn(r.describeChunk(h, c, ar.TopSize, flagPrevInuse, w)) {
