@@ -134,9 +134,12 @@ type Runtime struct {
 	unwind  map[int][]Frame
 	heap    *heapState
 	cranges map[*coredump.Image]*cRanges
+	gofuncs *goFuncs
 }
 
 var le = binary.LittleEndian
+
+var errMalformedPclntab = errors.New("malformed .gopclntab")
 
 // ErrNoLibc is returned by calls that need a C library when the process
 // has none.

@@ -113,6 +113,9 @@ func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
 			f.Image, f.Func, f.Offset = im, sym.Name, pc-sym.Addr
 		} else {
 			f.Image = p.FindImage(pc)
+			if name, entry, ok := r.goFunc(f.Image, look); ok {
+				f.Func, f.Offset = name, pc-entry
+			}
 		}
 		if sf, caller := r.signalFrame(pc, sp); sf != nil {
 			f.Func = "<signal handler called>"
@@ -144,6 +147,8 @@ func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
 		var fn uint64
 		if _, sym, ok := p.Symbolize(look); ok {
 			fn = sym.Addr
+		} else if _, entry, ok := r.goFunc(f.Image, look); ok {
+			fn = entry
 		}
 		scanned, verified := r.scanStep(regs, fn)
 		if scanned != nil && verified {
@@ -161,6 +166,22 @@ func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
 		break
 	}
 	return out
+}
+
+// isSigreturn reports whether pc is a sigreturn trampoline.
+func (r *Runtime) isSigreturn(pc uint64) bool {
+	m := r.Proc.FindMapping(pc)
+	if m == nil || m.Perm&coredump.PermExec == 0 {
+		return false
+	}
+	var code [9]byte
+	if _, err := r.Proc.ReadMemory(code[:], pc); err != nil {
+		return false
+	}
+	if r.Arch == coredump.ArchARM64 {
+		return bytes.Equal(code[:8], arm64Sigreturn)
+	}
+	return bytes.Equal(code[:], amd64Sigreturn)
 }
 
 // signalFrame recognises a sigreturn trampoline at pc and decodes the
@@ -265,6 +286,12 @@ func (r *Runtime) scanStep(regs *coredump.DwarfRegs, fn uint64) (caller *coredum
 	found, indirect, any := -1, -1, -1
 	for off := 0; off+8 <= n; off += 8 {
 		ra := le.Uint64(buf[off:])
+		if r.isSigreturn(ra) {
+			// A signal handler's return address: the kernel pushed the
+			// trampoline, no call instruction precedes it.
+			found = off
+			break
+		}
 		if !r.isReturnAddress(ra) {
 			continue
 		}
@@ -286,7 +313,7 @@ func (r *Runtime) scanStep(regs *coredump.DwarfRegs, fn uint64) (caller *coredum
 			indirect = off
 		}
 	}
-	verified = found >= 0 && fn != 0
+	verified = found >= 0 && (fn != 0 || r.isSigreturn(le.Uint64(buf[found:])))
 	if found < 0 {
 		found = indirect
 	}
