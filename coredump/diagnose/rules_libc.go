@@ -163,7 +163,9 @@ func ruleErrnoSlotMismatch(f *Facts) []Finding {
 		fd.Summary += "; writes to it change glibc's pointer_guard, so pointers glibc mangled before (setjmp/longjmp buffers, atexit handlers) demangle to garbage"
 	}
 	if damaged {
-		fd.Cause = true
+		// The damaged guard explains a crash other rules see only as a
+		// wild jump or a non-canonical address.
+		fd.Cause, fd.Rank = true, -20
 		fd.Summary += fmt.Sprintf(" — thread %d's guard is damaged, and that thread crashed", th.TID)
 		if flt := rt.Fault(); flt != nil {
 			fd.Evidence = append(fd.Evidence, Evidence{
@@ -268,7 +270,9 @@ func ruleCAbort(f *Facts) []Finding {
 	if !abort && !hlt {
 		return nil
 	}
-	fd := Finding{Class: "c-abort", Confidence: High, Cause: true}
+	// An abort or a failed check of the C library states the cause; it
+	// ranks above what the fault address alone says.
+	fd := Finding{Class: "c-abort", Confidence: High, Cause: true, Rank: -10}
 	cframes := flt.CFrames()
 	user, hasUser := rt.UserFrame(cframes)
 	where := ""
@@ -381,7 +385,7 @@ func ruleCHeapCorruption(f *Facts) []Finding {
 	if !heapMsg && !faultInMalloc {
 		return nil
 	}
-	fd := Finding{Class: "c-heap-corruption", Confidence: High, Cause: true}
+	fd := Finding{Class: "c-heap-corruption", Confidence: High, Cause: true, Rank: -10}
 	user, hasUser := rt.UserFrame(cframes)
 	where := ""
 	if hasUser {

@@ -59,7 +59,7 @@ func findClass(fs []diagnose.Finding, class string) *diagnose.Finding {
 	return nil
 }
 
-func evidenceText(f *diagnose.Finding) string {
+func libcEvidence(f *diagnose.Finding) string {
 	var b strings.Builder
 	for _, e := range f.Evidence {
 		b.WriteString(e.What + " = " + e.Value + "\n")
@@ -127,8 +127,8 @@ func TestCAbort(t *testing.T) {
 			if tc.class == "c-heap-corruption" && !tc.v.Musl() {
 				// The block freed twice is named with its tcache bin.
 				freed := c.Oracle.Facts["freed"][0]
-				if !strings.Contains(evidenceText(f), "user pointer "+freed) || !strings.Contains(evidenceText(f), "already free in tcache bin") {
-					t.Errorf("evidence does not name the chunk %s freed twice:\n%s", freed, evidenceText(f))
+				if !strings.Contains(libcEvidence(f), "user pointer "+freed) || !strings.Contains(libcEvidence(f), "already free in tcache bin") {
+					t.Errorf("evidence does not name the chunk %s freed twice:\n%s", freed, libcEvidence(f))
 				}
 				if a := findClass(fs, "c-abort"); a == nil || a.Cause {
 					t.Errorf("c-abort should accompany the heap corruption as a related finding: %+v", a)
@@ -149,7 +149,7 @@ func TestErrnoSlotMismatch(t *testing.T) {
 		t.Fatalf("no errno-slot-mismatch in %+v", fs)
 	}
 	tid, _, _ := strings.Cut(c.Oracle.Facts["musl_errno"][0], ":")
-	ev := evidenceText(f)
+	ev := libcEvidence(f)
 	for _, want := range []string{
 		"libc.so.6`__errno_location (exported) puts errno at %fs-0x88",
 		"libmuslstatic.so`___errno_location (hidden, named only by .symtab) puts errno at %fs+0x34",
@@ -317,7 +317,7 @@ int main(int argc, char **argv) {
 		t.Fatalf("errno-slot-mismatch: %+v\nall: %+v", f, fs)
 	}
 	tid, _, _ := strings.Cut(c.Oracle.Facts["musl_errno"][0], ":")
-	ev := evidenceText(f)
+	ev := libcEvidence(f)
 	for _, want := range []string{"puts errno at %fs+0x34", "thread " + tid + ": libc.so`__errno_location's errno slot holds 34 (ERANGE",
 		"AT_RANDOM+8"} {
 		if !strings.Contains(ev, want) {
