@@ -274,14 +274,8 @@ func ruleCAbort(f *Facts) []Finding {
 	// ranks above what the fault address alone says.
 	fd := Finding{Class: "c-abort", Confidence: High, Cause: true, Rank: -10}
 	cframes := flt.CFrames()
-	user, hasUser := rt.UserFrame(cframes)
-	where := ""
-	if hasUser {
-		where = " in " + user.Func
-		fd.Location = &Location{TID: flt.TID, Function: user.Func, PC: AddrPtr(user.PC)}
-	} else {
-		fd.Location = &Location{TID: flt.TID}
-	}
+	var where string
+	fd.Location, where = userLocation(rt, flt, cframes, " in %s")
 	inMalloc := false
 	for _, fr := range cframes {
 		inMalloc = inMalloc || rt.InLibc(fr) && libc.IsMallocFunc(fr.Func)
@@ -340,6 +334,17 @@ func ruleCAbort(f *Facts) []Finding {
 	return []Finding{fd}
 }
 
+// userLocation locates a C crash at the program's own frame that called
+// into the C library, and words it for a summary with format (one %s for
+// the function; "" when no frame of the program is known).
+func userLocation(rt *libc.Runtime, flt *libc.Fault, cframes []libc.Frame, format string) (*Location, string) {
+	user, ok := rt.UserFrame(cframes)
+	if !ok {
+		return &Location{TID: flt.TID}, ""
+	}
+	return &Location{TID: flt.TID, Function: user.Func, PC: AddrPtr(user.PC)}, fmt.Sprintf(format, user.Func)
+}
+
 func hasFrame(frames []libc.Frame, name string) bool {
 	for _, f := range frames {
 		if f.Func == name {
@@ -386,14 +391,8 @@ func ruleCHeapCorruption(f *Facts) []Finding {
 		return nil
 	}
 	fd := Finding{Class: "c-heap-corruption", Confidence: High, Cause: true, Rank: -10}
-	user, hasUser := rt.UserFrame(cframes)
-	where := ""
-	if hasUser {
-		where = fmt.Sprintf(" (called from %s)", user.Func)
-		fd.Location = &Location{TID: flt.TID, Function: user.Func, PC: AddrPtr(user.PC)}
-	} else {
-		fd.Location = &Location{TID: flt.TID}
-	}
+	var where string
+	fd.Location, where = userLocation(rt, flt, cframes, " (called from %s)")
 	refs := rt.ChunksInRegisters(cframes)
 	switch {
 	case heapMsg && strings.Contains(msg.Text, "double free"):

@@ -77,6 +77,21 @@ func (r *Runtime) elf(im *coredump.Image) *elfInfo {
 	return ei
 }
 
+// readableImages returns the images whose ELF file could be read, the
+// vDSO excluded, in the process's order.
+func (r *Runtime) readableImages() []*elfInfo {
+	var out []*elfInfo
+	for _, im := range r.Proc.Images {
+		if im.Status == coredump.ImageInMemory {
+			continue
+		}
+		if ei := r.elf(im); ei.ok() {
+			out = append(out, ei)
+		}
+	}
+	return out
+}
+
 // ok reports whether the image's file could be read.
 func (ei *elfInfo) ok() bool { return ei.f != nil }
 

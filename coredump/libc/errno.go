@@ -142,14 +142,8 @@ type ErrnoValue struct {
 // findErrnoImpls lists every __errno_location in every image and follows
 // its code in the first thread.
 func (r *Runtime) findErrnoImpls() {
-	for _, im := range r.Proc.Images {
-		if im.Status == coredump.ImageInMemory {
-			continue
-		}
-		ei := r.elf(im)
-		if !ei.ok() {
-			continue
-		}
+	for _, ei := range r.readableImages() {
+		im := ei.im
 		byAddr := map[uint64]*ErrnoImpl{}
 		add := func(s elf.Symbol, table string) {
 			if s.Section == elf.SHN_UNDEF || s.Value == 0 || elf.ST_TYPE(s.Info) != elf.STT_FUNC {
@@ -374,10 +368,7 @@ func (r *Runtime) crossCheck(e *ErrnoImpl) {
 	}
 	var checks []string
 	if m := r.Module(e.Image); m != nil && m.HasTLS {
-		off := l.errnoSymOffset - m.TLSOffset
-		if r.Arch == coredump.ArchARM64 {
-			off = m.TLSOffset + l.errnoSymOffset
-		}
+		off := r.tlsOffset(m, l.errnoSymOffset)
 		verdict := "agrees"
 		if off != e.Offset {
 			verdict = "DISAGREES"
@@ -416,10 +407,7 @@ func (r *Runtime) fallbackImpl() *ErrnoImpl {
 		}
 	}
 	if m := r.Module(im); m != nil && m.HasTLS {
-		e.Offset, e.OffsetKnown = l.errnoSymOffset-m.TLSOffset, true
-		if r.Arch == coredump.ArchARM64 {
-			e.Offset = m.TLSOffset + l.errnoSymOffset
-		}
+		e.Offset, e.OffsetKnown = r.tlsOffset(m, l.errnoSymOffset), true
 		e.Source = fmt.Sprintf("%s TLS symbol errno (%#x) in its static TLS block at link_map l_tls_offset %#x", im.Name(), l.errnoSymOffset, m.TLSOffset)
 		return e
 	}
@@ -429,14 +417,8 @@ func (r *Runtime) fallbackImpl() *ErrnoImpl {
 // findBindings reads which implementation each image calls: its resolved
 // GOT/PLT slot for __errno_location, or its own copy.
 func (r *Runtime) findBindings() {
-	for _, im := range r.Proc.Images {
-		if im.Status == coredump.ImageInMemory {
-			continue
-		}
-		ei := r.elf(im)
-		if !ei.ok() {
-			continue
-		}
+	for _, ei := range r.readableImages() {
+		im := ei.im
 		rs, _ := ei.readRelocs()
 		bound := false
 		for _, rel := range rs {

@@ -129,6 +129,16 @@ func (r *Runtime) readModuleTLS(m *Module) {
 	m.HasTLS = m.TLSOffset != glibcNoTLSOff && m.TLSOffset != glibcForcedDyn && m.TLSOffset != 0
 }
 
+// tlsOffset is the thread-pointer offset of offset off in module m's
+// static TLS block: the block lies below the thread pointer on x86-64
+// (TLS variant II) and above it on arm64 (variant I).
+func (r *Runtime) tlsOffset(m *Module, off int64) int64 {
+	if r.Arch == coredump.ArchARM64 {
+		return m.TLSOffset + off
+	}
+	return off - m.TLSOffset
+}
+
 // Module returns the loaded object of an image, or nil.
 func (r *Runtime) Module(im *coredump.Image) *Module {
 	for _, m := range r.Modules {

@@ -184,10 +184,7 @@ func (r *Runtime) tlsBlocks(t *coredump.Thread) []TLSBlock {
 		if ei := r.elf(m.Image); ei.tls != nil {
 			size = ei.tls.Memsz
 		}
-		start := tp - uint64(m.TLSOffset)
-		if r.Arch == coredump.ArchARM64 {
-			start = tp + uint64(m.TLSOffset)
-		}
+		start := tp + uint64(r.tlsOffset(m, 0))
 		out = append(out, TLSBlock{Module: m.Image.Name(), Image: m.Image, Start: start, Size: size,
 			Source: fmt.Sprintf("link_map l_tls_offset %#x", m.TLSOffset)})
 	}
