@@ -508,3 +508,29 @@ func BenchmarkChunk(b *testing.B) {
 		}
 	}
 }
+
+// A C program without Go: errno per thread of the glibc build and of the
+// static musl build, which no crash path overwrites.
+func TestErrnoPlainC(t *testing.T) {
+	for _, v := range []fixtures.Variant{fixtures.Default, musl} {
+		t.Run(v.String(), func(t *testing.T) {
+			c := crash(t, "c-segv", v)
+			_, r := load(t, c)
+			facts := c.Oracle.Facts["errno"]
+			if len(facts) != 2 {
+				t.Fatalf("fixture printed %q", facts)
+			}
+			for _, f := range facts {
+				tid, want := tidValue(t, f)
+				th := r.Thread(tid)
+				if th == nil || th.Errno == nil || int(th.Errno.Value) != want || th.Clobbered != nil || len(th.Problems) > 0 {
+					t.Errorf("thread %d: %+v, program set %d", tid, th, want)
+				}
+			}
+			flt := r.Fault()
+			if flt == nil || flt.Info.Signo != coredump.SIGSEGV || flt.Info.Addr != 0xdeadbeef00 || len(flt.Frames) == 0 || flt.Frames[0].Func != "store" {
+				t.Errorf("fault %+v", flt)
+			}
+		})
+	}
+}

@@ -79,6 +79,13 @@ func (r *Runtime) readModules() {
 		lm = le.Uint64(hdr[24:])
 	}
 	r.ModulesSource = src
+	// Every mapped ELF image should be on the list; one that is not was
+	// mapped by other means (by hand, by a second loader).
+	for _, im := range p.Images {
+		if im.Status != coredump.ImageInMemory && r.Module(im) == nil && len(r.Modules) > 0 {
+			r.note("%s is mapped (NT_FILE) but not on the dynamic loader's list of objects: it was mapped by other means than the loader", im.Path)
+		}
+	}
 }
 
 // findRDebug returns the address of the loader's struct r_debug.
