@@ -19,12 +19,16 @@ func init() {
 	Register(Rule{Name: "c-heap-corruption", Run: ruleCHeapCorruption})
 }
 
-// libcView returns the C runtime, noting why when it cannot be read.
+// libcView returns the C runtime, and passes on what it could not read
+// (Note drops repeats).
 func libcView(f *Facts) *libc.Runtime {
 	rt, err := f.Libc()
 	if err != nil {
 		f.Note("C runtime: %v", err)
 		return nil
+	}
+	for _, n := range rt.Notes {
+		f.Note("C runtime: %s", n)
 	}
 	return rt
 }

@@ -12,8 +12,7 @@ import (
 func buildLibc(p *coredump.Process, r *Report) {
 	rt, err := libc.Of(p)
 	if err != nil {
-		r.Notes = append(r.Notes, "C runtime: "+err.Error())
-		return
+		return // the rules note why (diagnose.Facts.Libc)
 	}
 	r.Process.Libc = &Libc{Flavor: rt.Flavor.String(), Linkage: rt.Linkage.String(), Version: rt.Version, Loader: rt.Loader}
 	for i := range r.Threads {
@@ -31,5 +30,4 @@ func buildLibc(p *coredump.Process, r *Report) {
 			r.Threads[i].Notes = append(r.Threads[i].Notes, pr.What)
 		}
 	}
-	r.Notes = append(r.Notes, rt.Notes...)
 }
