@@ -47,18 +47,19 @@ type SignalFrame struct {
 	Restorer uint64
 }
 
+// String names the frame: function, module`function for a library, and
+// module+offset when no symbol covers the pc (a static function of a
+// stripped library).
 func (f *Frame) String() string {
-	if f.Image == nil && f.Func == "" {
+	switch {
+	case f.Image == nil && f.Func == "":
 		return fmt.Sprintf("%#x (not code)", f.PC)
+	case f.Func == "":
+		return fmt.Sprintf("%s+%#x", f.Image.Name(), f.PC-f.Image.Base)
+	case f.Image != nil && !f.Image.IsExe:
+		return f.Image.Name() + "`" + f.Func
 	}
-	name := fmt.Sprintf("%#x", f.PC)
-	if f.Func != "" {
-		name = f.Func
-	}
-	if f.Image != nil && !f.Image.IsExe {
-		name = f.Image.Name() + "`" + name
-	}
-	return name
+	return f.Func
 }
 
 const (
