@@ -117,7 +117,13 @@ func TestCAbort(t *testing.T) {
 			if !f.Cause || !strings.Contains(f.Summary, tc.summary) {
 				t.Errorf("%s (cause %v): %s\nwant it to say %q", tc.class, f.Cause, f.Summary, tc.summary)
 			}
-			want := c.Fixture.Spec.Expect["fault_function"].(string)
+			// c_function: the program's C function that called into the
+			// C library (fault_function where the crash story starts there
+			// too).
+			want, _ := c.Fixture.Spec.Expect["c_function"].(string)
+			if want == "" {
+				want = c.Fixture.Spec.Expect["fault_function"].(string)
+			}
 			if f.Location == nil || f.Location.Function != want {
 				t.Errorf("location %+v, want %s", f.Location, want)
 			}

@@ -279,9 +279,12 @@ func TestAbortMessage(t *testing.T) {
 				t.Fatalf("fault %+v, want the SIGABRT abort() raised, from its signal frame", f)
 			}
 			names := frameNames(f.CFrames())
-			if !strings.Contains(names, "abort") || !strings.Contains(names, c.Fixture.Spec.Expect["fault_function"].(string)) &&
-				!strings.Contains(names, "handle") {
-				t.Errorf("C frames %s", names)
+			fn, _ := c.Fixture.Spec.Expect["c_function"].(string)
+			if fn == "" {
+				fn = c.Fixture.Spec.Expect["fault_function"].(string)
+			}
+			if !strings.Contains(names, "abort") || !strings.Contains(names, fn) {
+				t.Errorf("C frames %s, want abort and %s", names, fn)
 			}
 		})
 	}
