@@ -21,6 +21,7 @@ func Build(p *coredump.Process, opts Options) *Report {
 	r.Input = buildInput(p)
 	r.Process = buildProcess(p)
 	r.Threads = buildThreads(p)
+	buildGo(p, r, opts, facts)
 	buildLibc(p, r)
 	r.Findings = diagnose.Run(facts)
 	r.Signature = Signature(r)

@@ -143,6 +143,9 @@ type Frame struct {
 	Kind   string `json:"kind,omitempty"` // go, c, signal
 	// Inlined marks a frame inlined into the next one.
 	Inlined bool `json:"inlined,omitempty"`
+	// TailCall marks a C frame put back because its function tail-called
+	// the next one (its own frame is gone from the stack).
+	TailCall bool `json:"tail_call,omitempty"`
 	// Plumbing marks the runtime's crash-handling frames (sigtramp,
 	// sighandler, crash, raise, dieFromSignal, abort...).
 	Plumbing bool `json:"plumbing,omitempty"`
@@ -189,9 +192,11 @@ type Bucket struct {
 	State      string `json:"state"`
 	WaitReason string `json:"wait_reason,omitempty"`
 	// WaitMinutes is the longest wait in the bucket, when recorded.
-	WaitMinutes int     `json:"wait_minutes,omitempty"`
-	Crashing    bool    `json:"crashing,omitempty"`
-	Frames      []Frame `json:"frames"`
-	CreatedBy   *Frame  `json:"created_by,omitempty"`
-	IDs         []int64 `json:"ids"`
+	WaitMinutes int  `json:"wait_minutes,omitempty"`
+	Crashing    bool `json:"crashing,omitempty"`
+	// Locked marks goroutines locked to their OS thread (LockOSThread).
+	Locked    bool    `json:"locked,omitempty"`
+	Frames    []Frame `json:"frames"`
+	CreatedBy *Frame  `json:"created_by,omitempty"`
+	IDs       []int64 `json:"ids"`
 }

@@ -1,0 +1,236 @@
+package report
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/diagnose"
+	"github.com/coreexplain/coreexplain/coredump/goruntime"
+)
+
+// Limits of the report without --all.
+const (
+	defaultBuckets      = 50
+	defaultBucketFrames = 32
+	defaultBucketIDs    = 100
+)
+
+// buildGo fills what the Go runtime's view knows: the Go version and full
+// command line, the original signal, the crash site, the threads joined
+// with Ms and goroutines, and the goroutine buckets. A process without a
+// Go runtime gets the same sections from the core alone (NT_SIGINFO and
+// the native stack of the dumping thread).
+func buildGo(p *coredump.Process, r *Report, opts Options, facts *diagnose.Facts) {
+	for _, n := range buildGoNotes(p, r, opts) {
+		facts.Note("%s", n)
+	}
+}
+
+func buildGoNotes(p *coredump.Process, r *Report, opts Options) []string {
+	rt, err := goruntime.Load(p)
+	if err != nil {
+		if !errors.Is(err, goruntime.ErrNoRuntime) {
+			return append(buildNative(p, r, opts), fmt.Sprintf("Go runtime unreadable: %v", err))
+		}
+		return buildNative(p, r, opts)
+	}
+	notes := append([]string(nil), rt.Notes...)
+	r.Process.GoVersion = rt.Binary.Version.String()
+	if rt.BuildVersion != "" {
+		r.Process.GoVersion = rt.BuildVersion
+	}
+	if len(rt.Args) > len(r.Process.Args) || p.ArgsTruncated && len(rt.Args) > 0 {
+		r.Process.Args = rt.Args
+	}
+	c, err := rt.Crash()
+	if err != nil {
+		notes = append(notes, fmt.Sprintf("crash site: %v", err))
+	}
+	if c != nil {
+		r.Signal = signalOf(&c.Fault, c.Reraised)
+		r.Crash = crashOf(rt, c, opts)
+	}
+	for _, t := range rt.Threads() {
+		th := threadOf(rt, t, opts)
+		mergeThread(r, th)
+	}
+	r.Goroutines = goroutinesOf(rt, opts)
+	return notes
+}
+
+func signalOf(f *goruntime.Fault, reraised *coredump.SigInfo) *Signal {
+	s := &Signal{Name: f.Signo.String(), Number: int(f.Signo), Code: f.CodeName(), CodeNumber: f.Code,
+		Function: f.Func, Source: string(f.Source)}
+	if f.HasAddr {
+		a := Addr(f.Addr)
+		s.Addr = &a
+	}
+	if f.PC != 0 {
+		pc := Addr(f.PC)
+		s.PC = &pc
+	}
+	if f.Sent() {
+		s.SenderPID = int(f.SenderPID)
+	}
+	if reraised != nil {
+		s.Reraised = &ReraisedSignal{Name: reraised.Signo.String(), Code: reraised.CodeName()}
+	}
+	return s
+}
+
+func crashOf(rt *goruntime.Runtime, c *goruntime.Crash, opts Options) *Crash {
+	out := &Crash{TID: c.Thread.TID, InCgo: c.InCgo, Frames: []Frame{}}
+	if c.M != nil {
+		id := c.M.ID
+		out.M = &id
+	}
+	if c.G != nil {
+		out.Goroutine = c.G.ID
+	}
+	for i, f := range c.Frames {
+		fr := frameOf(&f)
+		fr.Plumbing = fr.Plumbing || i < c.Start
+		if (fr.Plumbing || f.Wrapper) && !opts.All {
+			continue
+		}
+		out.Frames = append(out.Frames, fr)
+	}
+	if regs := c.Fault.Regs; regs != nil {
+		out.Registers = map[string]Addr{}
+		for k, v := range regs {
+			out.Registers[k] = Addr(v)
+		}
+	}
+	return out
+}
+
+func frameOf(f *goruntime.Frame) Frame {
+	return Frame{Function: f.Func, File: f.File, Line: f.Line, PC: Addr(f.PC), Module: f.Module,
+		Kind: f.Kind.String(), Inlined: f.Inlined, Plumbing: f.Plumbing, TailCall: f.TailCall}
+}
+
+func framesOf(fs []goruntime.Frame, opts Options, limit int) []Frame {
+	out := []Frame{}
+	for i := range fs {
+		if !opts.All && (fs[i].Plumbing || fs[i].Wrapper) {
+			continue
+		}
+		if !opts.All && limit > 0 && len(out) == limit {
+			break
+		}
+		out = append(out, frameOf(&fs[i]))
+	}
+	return out
+}
+
+func threadOf(rt *goruntime.Runtime, t *goruntime.Thread, opts Options) Thread {
+	th := Thread{TID: t.TID, TP: Addr(t.TP), State: t.State.String(), Crashing: t.Crashing, Notes: t.Notes,
+		PC: Addr(t.Core.Regs.PC())}
+	if t.M != nil {
+		id := t.M.ID
+		th.M = &id
+	}
+	if t.Goroutine != nil {
+		th.Goroutine = t.Goroutine.ID
+	}
+	pre := t.PreSignalFrames()
+	if len(pre) > 0 {
+		th.Function, th.PC = t.Function(), Addr(pre[0].PC)
+	}
+	if t.Stack.Note != "" {
+		th.Notes = append(th.Notes, t.Stack.Note)
+	}
+	if opts.All {
+		th.Frames = framesOf(t.Stack.Frames, opts, 0)
+	} else if t.State == goruntime.StateInCgo || t.State == goruntime.StateNonGo {
+		th.Frames = framesOf(pre, opts, defaultBucketFrames)
+	}
+	if t.Stack.Err != nil && !errors.Is(t.Stack.Err, goruntime.ErrStackTruncated) {
+		th.Notes = append(th.Notes, "stack: "+t.Stack.Err.Error())
+	}
+	return th
+}
+
+// mergeThread fills the report's entry for th.TID, keeping what other
+// layers set (errno).
+func mergeThread(r *Report, th Thread) {
+	for i := range r.Threads {
+		if r.Threads[i].TID == th.TID {
+			old := r.Threads[i]
+			th.Errno = old.Errno
+			th.Notes = append(old.Notes, th.Notes...)
+			r.Threads[i] = th
+			return
+		}
+	}
+	r.Threads = append(r.Threads, th)
+}
+
+func goroutinesOf(rt *goruntime.Runtime, opts Options) *Goroutines {
+	g := &Goroutines{Total: len(rt.Gs), ByState: map[string]int{}, Buckets: []Bucket{}}
+	for _, x := range rt.Gs {
+		g.ByState[x.Header()]++
+	}
+	for i, b := range rt.Buckets(0) {
+		if !opts.All && i == defaultBuckets {
+			break
+		}
+		rb := Bucket{Count: len(b.Goroutines), State: b.Status, WaitReason: b.WaitReason, Crashing: b.Crashing, Locked: b.Locked,
+			Frames: framesOf(b.Frames, opts, defaultBucketFrames), IDs: b.IDs()}
+		if b.MaxWaitNanos >= 60e9 {
+			rb.WaitMinutes = int(b.MaxWaitNanos / 60e9)
+		}
+		if b.CreatedBy != nil {
+			cb := frameOf(b.CreatedBy)
+			rb.CreatedBy = &cb
+		}
+		if !opts.All && len(rb.IDs) > defaultBucketIDs {
+			rb.IDs = rb.IDs[:defaultBucketIDs]
+		}
+		g.Buckets = append(g.Buckets, rb)
+	}
+	return g
+}
+
+// buildNative reports a process without a Go runtime: the signal from
+// NT_SIGINFO, the dumping thread's native stack, every thread's top frame.
+func buildNative(p *coredump.Process, r *Report, opts Options) []string {
+	var notes []string
+	if len(p.Threads) == 0 {
+		return nil
+	}
+	first := p.Threads[0]
+	if si := p.Signal; si != nil {
+		f := goruntime.Fault{Signo: si.Signo, Code: si.Code, Addr: si.Addr, HasAddr: si.HasAddr(), PC: first.Regs.PC(),
+			SenderPID: si.PID, SenderUID: si.UID, Source: goruntime.SourceNote}
+		r.Signal = signalOf(&f, nil)
+	} else if first.CurSig != 0 {
+		f := goruntime.Fault{Signo: first.CurSig, PC: first.Regs.PC(), Source: goruntime.SourcePRStatus}
+		r.Signal = signalOf(&f, nil)
+	}
+	stacks := map[int]goruntime.Stack{}
+	for _, t := range p.Threads {
+		stacks[t.TID] = goruntime.NativeStack(p, t, 0)
+	}
+	st := stacks[first.TID]
+	if r.Signal != nil && len(st.Frames) > 0 {
+		r.Signal.Function = st.Frames[0].Func
+		if st.Frames[0].Module != "" && st.Frames[0].Func != "" {
+			r.Signal.Function = st.Frames[0].Module + "`" + st.Frames[0].Func
+		}
+	}
+	r.Crash = &Crash{TID: first.TID, Frames: framesOf(st.Frames, opts, 0)}
+	if st.Err != nil && !errors.Is(st.Err, goruntime.ErrStackTruncated) {
+		notes = append(notes, fmt.Sprintf("stack of thread %d: %v", first.TID, st.Err))
+	}
+	for i, t := range p.Threads {
+		st := stacks[t.TID]
+		th := Thread{TID: t.TID, TP: Addr(t.TP()), PC: Addr(t.Regs.PC()), State: goruntime.StateNonGo.String(),
+			Crashing: i == 0 && !p.Live()}
+		th.Function = st.Function()
+		th.Frames = framesOf(st.Frames, opts, defaultBucketFrames)
+		mergeThread(r, th)
+	}
+	return notes
+}
