@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/goruntime"
 )
 
 // Fault is the signal that started the crash, as the machine stacks show
@@ -33,6 +34,9 @@ type Fault struct {
 // re-raised SIGABRT) are never the answer. It returns nil when no thread
 // holds a signal (a live process).
 func (r *Runtime) Fault() *Fault {
+	if f, decided := r.goFault(); decided {
+		return f
+	}
 	var best *Fault
 	for _, t := range r.Proc.Threads {
 		frames := r.Stack(t.TID)
@@ -66,6 +70,35 @@ func (r *Runtime) Fault() *Fault {
 		}
 	}
 	return best
+}
+
+// goFault takes the Go runtime layer's verdict on which signal started
+// the crash of a Go process (goruntime.Crash: it knows the Ms, their
+// signal stacks and the runtime's own re-raises), and unwinds the C frames
+// of the interrupted context from that signal frame's registers. decided
+// is false when there is no Go runtime view, and the search above runs.
+func (r *Runtime) goFault() (f *Fault, decided bool) {
+	gr, err := goruntime.Load(r.Proc)
+	if err != nil {
+		return nil, false
+	}
+	c, err := gr.Crash()
+	if err != nil || c.Thread == nil || c.Kind == goruntime.CrashNoGo {
+		return nil, false
+	}
+	sf := c.Fault.Frame
+	if c.Kind != goruntime.CrashFault || sf == nil || c.Fault.Source == goruntime.SourceGSig {
+		// A Go panic or throw, a signal from outside, a fault in Go
+		// code: no C frames to explain.
+		return nil, true
+	}
+	regs := &coredump.DwarfRegs{Arch: r.Arch}
+	for i, n := range amd64SigcontextDwarf {
+		regs.Set(n, sf.Regs[i])
+	}
+	return &Fault{TID: c.Thread.TID, Info: sf.Info, PC: sf.PC(), SP: sf.SP(), Frames: r.unwindFrom(regs, "signal frame"),
+		SignalFrame: &SignalFrame{Addr: sf.Addr + 8, Info: sf.Info, PC: sf.PC(), SP: sf.SP()},
+		Source:      fmt.Sprintf("kernel signal frame at %#x on thread %d's stack (%s)", sf.Addr, c.Thread.TID, c.Fault.Source)}, true
 }
 
 // goRuntimeRaise reports whether frames (innermost first) are the Go

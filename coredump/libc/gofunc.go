@@ -2,20 +2,26 @@ package libc
 
 import (
 	"debug/gosym"
+	"errors"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/goruntime"
 )
 
-// goFuncs names Go functions from the executable's .gopclntab, which
-// stripped binaries (-ldflags=-s -w) keep when .symtab is gone. The Go
-// runtime layer reads the same table for goroutine stacks; this package
-// needs only the names of the crash-path frames.
-type goFuncs struct {
-	tab *gosym.Table
-}
-
+// goFunc names a Go function: stripped binaries (-ldflags=-s -w) keep
+// .gopclntab when .symtab is gone, and the crash-path frames this package
+// looks for are Go functions. The Go runtime layer's pclntab reader
+// answers when it loads; it needs the runtime's struct layouts, which a
+// stripped binary of a Go version without a built-in table lacks, and then
+// the standard library's debug/gosym reads the same table.
 func (r *Runtime) goFunc(im *coredump.Image, pc uint64) (name string, entry uint64, ok bool) {
 	if im == nil || !im.IsExe {
+		return "", 0, false
+	}
+	if gr, err := goruntime.Load(r.Proc); err == nil && gr.Funcs != nil {
+		if f, ok := gr.Funcs.FuncAt(pc); ok {
+			return f.Name(), f.Entry, true
+		}
 		return "", 0, false
 	}
 	if r.gofuncs == nil {
@@ -44,6 +50,13 @@ func (r *Runtime) goFunc(im *coredump.Image, pc uint64) (name string, entry uint
 	}
 	return f.Name, f.Entry, true
 }
+
+// goFuncs is debug/gosym's view of .gopclntab.
+type goFuncs struct {
+	tab *gosym.Table
+}
+
+var errMalformedPclntab = errors.New("malformed .gopclntab")
 
 // safeGoTable is gosym.NewTable with a panic on malformed data turned into
 // an error.

@@ -139,8 +139,6 @@ type Runtime struct {
 
 var le = binary.LittleEndian
 
-var errMalformedPclntab = errors.New("malformed .gopclntab")
-
 // ErrNoLibc is returned by calls that need a C library when the process
 // has none.
 var ErrNoLibc = errors.New("the process has no C library")

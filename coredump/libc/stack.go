@@ -71,6 +71,11 @@ const (
 	arm64SCRegs = 176  // ucontext.uc_mcontext (struct sigcontext, 16-aligned) + fault_address
 )
 
+// amd64SigcontextDwarf gives the DWARF register number of struct
+// sigcontext's first registers: r8..r15, rdi, rsi, rbp, rbx, rdx, rax,
+// rcx, rsp, rip.
+var amd64SigcontextDwarf = []int{8, 9, 10, 11, 12, 13, 14, 15, 5, 4, 6, 3, 1, 0, 2, 7, 16}
+
 // sigreturn trampolines: mov $15,%rax; syscall (glibc, musl and Go's
 // runtime.sigreturn__sigaction), and mov x8,#139; svc #0 on arm64.
 var (
@@ -93,10 +98,14 @@ func (r *Runtime) Stack(tid int) []Frame {
 }
 
 func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
+	return r.unwindFrom(coredump.NewDwarfRegs(t.Regs), "registers")
+}
+
+// unwindFrom unwinds from the registers of a frame whose pc is exact (the
+// innermost frame, or a context a signal interrupted).
+func (r *Runtime) unwindFrom(regs *coredump.DwarfRegs, how string) []Frame {
 	p := r.Proc
-	regs := coredump.NewDwarfRegs(t.Regs)
 	exact := true
-	how := "registers"
 	var out []Frame
 	seen := map[[2]uint64]bool{}
 	for len(out) < maxFrames {
@@ -207,11 +216,8 @@ func (r *Runtime) signalFrame(pc, sp uint64) (*SignalFrame, *coredump.DwarfRegs)
 			return nil, nil
 		}
 		sf := &SignalFrame{Addr: sp, Info: decodeSigInfo(si[:]), Restorer: pc}
-		// sigcontext order: r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx,
-		// rsp, rip; DWARF numbers of each.
-		dw := []int{8, 9, 10, 11, 12, 13, 14, 15, 5, 4, 6, 3, 1, 0, 2, 7, 16}
 		regs := &coredump.DwarfRegs{Arch: r.Arch}
-		for i, n := range dw {
+		for i, n := range amd64SigcontextDwarf {
 			regs.Set(n, le.Uint64(mc[i*8:]))
 		}
 		sf.PC, sf.SP = regs.PC(), regs.SP()
