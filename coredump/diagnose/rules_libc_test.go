@@ -67,7 +67,7 @@ func libcEvidence(f *diagnose.Finding) string {
 	return b.String()
 }
 
-var libcClasses = []string{"libc-mix", "errno-slot-mismatch", "c-abort", "c-heap-corruption"}
+var libcClasses = []string{"libc-mix", "errno-slot-mismatch", "c-abort", "c-heap-corruption", "errno-wrong-thread"}
 
 // Only the classes a crash calls for: no C-runtime finding on crashes that
 // have nothing to do with it.
@@ -349,4 +349,162 @@ func crashSource(t *testing.T, name, src string, v fixtures.Variant, args []stri
 		t.Fatal(err)
 	}
 	return c
+}
+
+// A goroutine reads errno in a second cgo call after moving to another
+// thread: the thread that ran the first call still holds the value.
+func TestErrnoWrongThread(t *testing.T) {
+	for _, v := range []fixtures.Variant{fixtures.Default, musl} {
+		t.Run(v.String(), func(t *testing.T) {
+			c := crashFixture(t, "cgo-errno-wrong-thread", v)
+			_, fs := diagnoseCrash(t, c)
+			checkWrongThread(t, c, fs, []string{"C.try_connect", "C.last_error"})
+		})
+	}
+}
+
+func checkWrongThread(t *testing.T, c *fixtures.Crash, fs []diagnose.Finding, calls []string) {
+	t.Helper()
+	f := findClass(fs, "errno-wrong-thread")
+	if f == nil {
+		t.Fatalf("no errno-wrong-thread in %+v", fs)
+	}
+	setTID, setVal, _ := strings.Cut(c.Oracle.Facts["errno_set"][0], ":")
+	readTID, _, _ := strings.Cut(c.Oracle.Facts["errno_read"][0], ":")
+	if !strings.Contains(f.Summary, "the read ran on thread "+readTID) || !strings.Contains(f.Summary, "thread "+setTID+" still holds "+setVal) {
+		t.Errorf("summary %q: want the read on thread %s and %s on thread %s", f.Summary, readTID, setVal, setTID)
+	}
+	ev := libcEvidence(f)
+	for _, call := range calls {
+		if !strings.Contains(ev, call) {
+			t.Errorf("evidence lacks the cgo call %s:\n%s", call, ev)
+		}
+	}
+	if !strings.Contains(ev, "not locked to an OS thread") {
+		t.Errorf("evidence lacks lockedm:\n%s", ev)
+	}
+}
+
+// The same mistake in a program the repository does not contain: a
+// worker goroutine, another errno, the message in words.
+func TestGeneralityErrnoWrongThread(t *testing.T) {
+	t.Setenv("COREEXPLAIN_FIXTURE_CACHE", t.TempDir())
+	src := `package main
+
+/*
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static long tid(void) { return syscall(SYS_gettid); }
+
+int open_config(void) {
+	fprintf(stderr, "FACT errno_set=%ld:%d\n", tid(), EACCES);
+	errno = EACCES;
+	return -1;
+}
+
+int config_error(void) {
+	fprintf(stderr, "FACT errno_read=%ld:%d\n", tid(), errno);
+	return errno;
+}
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+void park_thread(void) {
+	pthread_mutex_lock(&mu);
+	pthread_mutex_lock(&mu);
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"syscall"
+)
+
+func load(done chan error) {
+	if C.open_config() < 0 {
+		moved := make(chan bool)
+		go func() {
+			runtime.LockOSThread()
+			moved <- true
+			C.park_thread()
+		}()
+		<-moved
+		e := syscall.Errno(C.config_error())
+		if e != syscall.EACCES {
+			panic(fmt.Sprintf("open config: %v", e))
+		}
+	}
+	done <- nil
+}
+
+func main() {
+	runtime.GOMAXPROCS(1)
+	done := make(chan error)
+	go load(done)
+	<-done
+}
+`
+	f, err := fixtures.FromSource(t.TempDir(), "gen-errno-wrong-thread", fixtures.Spec{Lang: fixtures.LangCgo},
+		map[string]string{"main.go": src, "go.mod": "module gen/wrongthread\n\ngo 1.21\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Crash(fixtures.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fs := diagnoseCrash(t, c)
+	checkWrongThread(t, c, fs, []string{"C.open_config", "C.config_error"})
+}
+
+// cgo's two-result call reads errno inside the call that set it: a panic
+// about that errno is no errno-wrong-thread, even with other cgo calls
+// around it.
+func TestGeneralityErrnoTwoResultCall(t *testing.T) {
+	t.Setenv("COREEXPLAIN_FIXTURE_CACHE", t.TempDir())
+	src := `package main
+
+/*
+#include <errno.h>
+
+int open_config(void) { errno = EACCES; return -1; }
+int config_retries(void) { return 3; }
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+)
+
+func main() {
+	runtime.GOMAXPROCS(1)
+	n := C.config_retries()
+	if _, err := C.open_config(); err != nil {
+		panic(fmt.Sprintf("open config after %d tries: %v", n, err))
+	}
+}
+`
+	f, err := fixtures.FromSource(t.TempDir(), "gen-errno-two-result", fixtures.Spec{Lang: fixtures.LangCgo},
+		map[string]string{"main.go": src, "go.mod": "module gen/tworesult\n\ngo 1.21\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Crash(fixtures.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Stderr, "permission denied") {
+		t.Fatalf("program did not panic as planned:\n%s", c.Stderr)
+	}
+	_, fs := diagnoseCrash(t, c)
+	if w := findClass(fs, "errno-wrong-thread"); w != nil {
+		t.Errorf("errno-wrong-thread on a two-result cgo call: %s", w.Summary)
+	}
 }
