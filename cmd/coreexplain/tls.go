@@ -17,9 +17,9 @@ func init() {
 	register(&command{
 		name:  "tls",
 		usage: "tls [flags] CORE [BINARY]",
-		summary: "Show the C runtime's view of each thread: the thread pointer, the C library's thread\n" +
-			"control block, the modules' TLS blocks, and errno: its slot address, value and name,\n" +
-			"and how the slot was computed from the code of every __errno_location in the process.",
+		summary: "Show each thread's C runtime state: thread pointer, TCB, TLS blocks and errno.\n" +
+			"errno comes with its slot address, value and name, and how the slot was computed from\n" +
+			"the code of every __errno_location in the process; the C libraries present are listed.",
 		examples: []string{
 			"coreexplain tls core.1234 ./server",
 			"coreexplain tls --json core.1234 ./server | jq '.threads[] | {tid, errno}'",
