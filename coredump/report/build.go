@@ -22,6 +22,7 @@ func Build(p *coredump.Process, opts Options) *Report {
 	r.Process = buildProcess(p)
 	r.Threads = buildThreads(p)
 	buildGo(p, r, opts, facts)
+	buildLibc(p, r)
 	r.Findings = diagnose.Run(facts)
 	r.Signature = Signature(r)
 	r.Notes = append(append([]string(nil), p.Warnings...), facts.Notes()...)

@@ -1,0 +1,438 @@
+package libc
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/coreexplain/coreexplain/coredump"
+)
+
+// Frame is one frame of a thread's machine stack, as this package unwinds
+// it to find C frames (abort, malloc, free) and the Go runtime's crash
+// path. Frames come from call frame information where an image has it,
+// through kernel signal frames by their layout, and from frame pointers or
+// a stack scan where neither exists (musl's libc.a carries no CFI).
+type Frame struct {
+	PC  uint64
+	SP  uint64
+	CFA uint64
+	// Image and Func name the code; Func is "" when no symbol covers PC.
+	Image  *coredump.Image
+	Func   string
+	Offset uint64
+	// How says how this frame was found from the one before it:
+	// "registers" (the innermost), "cfi", "signal frame", "frame
+	// pointer", "stack scan".
+	How string
+	// Signal is set on a frame a signal interrupted: what the kernel's
+	// rt_sigframe recorded.
+	Signal *SignalFrame
+
+	regs *coredump.DwarfRegs
+}
+
+// Regs returns the registers known in this frame: all of them for the
+// innermost frame and a frame a signal interrupted, the callee-saved ones
+// CFI restores for the others.
+func (f *Frame) Regs() *coredump.DwarfRegs { return f.regs }
+
+// SignalFrame is a kernel rt_sigframe found on a stack.
+type SignalFrame struct {
+	// Addr is the address of the frame's ucontext (siginfo on arm64).
+	Addr uint64
+	Info coredump.SigInfo
+	// PC and SP are the interrupted context's.
+	PC, SP uint64
+	// Restorer is the trampoline the handler returned to.
+	Restorer uint64
+}
+
+// String names the frame: function, module`function for a library, and
+// module+offset when no symbol covers the pc (a static function of a
+// stripped library).
+func (f *Frame) String() string {
+	switch {
+	case f.Image == nil && f.Func == "":
+		return fmt.Sprintf("%#x (not code)", f.PC)
+	case f.Func == "":
+		return fmt.Sprintf("%s+%#x", f.Image.Name(), f.PC-f.Image.Base)
+	case f.Image != nil && !f.Image.IsExe:
+		return f.Image.Name() + "`" + f.Func
+	}
+	return f.Func
+}
+
+const (
+	maxFrames   = 256
+	scanWindow  = 4096 // bytes searched for a return address
+	amd64UCMctx = 40   // ucontext_t.uc_mcontext
+	amd64UCInfo = 304  // siginfo_t after the ucontext in rt_sigframe
+	arm64UCOff  = 128  // ucontext after siginfo in arm64's rt_sigframe
+	arm64SCRegs = 176  // ucontext.uc_mcontext (struct sigcontext, 16-aligned) + fault_address
+)
+
+// amd64SigcontextDwarf gives the DWARF register number of struct
+// sigcontext's first registers: r8..r15, rdi, rsi, rbp, rbx, rdx, rax,
+// rcx, rsp, rip.
+var amd64SigcontextDwarf = []int{8, 9, 10, 11, 12, 13, 14, 15, 5, 4, 6, 3, 1, 0, 2, 7, 16}
+
+// sigreturn trampolines: mov $15,%rax; syscall (glibc, musl and Go's
+// runtime.sigreturn__sigaction), and mov x8,#139; svc #0 on arm64.
+var (
+	amd64Sigreturn = []byte{0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05}
+	arm64Sigreturn = []byte{0x68, 0x11, 0x80, 0xd2, 0x01, 0x00, 0x00, 0xd4}
+)
+
+// Stack unwinds the thread with the given tid, innermost frame first.
+func (r *Runtime) Stack(tid int) []Frame {
+	if fs, ok := r.unwind[tid]; ok {
+		return fs
+	}
+	t := r.Proc.Thread(tid)
+	if t == nil {
+		return nil
+	}
+	fs := r.unwindThread(t)
+	r.unwind[tid] = fs
+	return fs
+}
+
+func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
+	return r.unwindFrom(coredump.NewDwarfRegs(t.Regs), "registers")
+}
+
+// unwindFrom unwinds from the registers of a frame whose pc is exact (the
+// innermost frame, or a context a signal interrupted).
+func (r *Runtime) unwindFrom(regs *coredump.DwarfRegs, how string) []Frame {
+	p := r.Proc
+	exact := true
+	var out []Frame
+	seen := map[[2]uint64]bool{}
+	for len(out) < maxFrames {
+		pc, sp := regs.PC(), regs.SP()
+		if pc == 0 || seen[[2]uint64{pc, sp}] {
+			break
+		}
+		seen[[2]uint64{pc, sp}] = true
+		f := Frame{PC: pc, SP: sp, How: how, regs: regs}
+		look := pc
+		if !exact && look > 0 {
+			look--
+		}
+		if im, sym, ok := p.Symbolize(look); ok {
+			f.Image, f.Func, f.Offset = im, sym.Name, pc-sym.Addr
+		} else {
+			f.Image = p.FindImage(pc)
+			if name, entry, ok := r.goFunc(f.Image, look); ok {
+				f.Func, f.Offset = name, pc-entry
+			}
+		}
+		if sf, caller := r.signalFrame(pc, sp); sf != nil {
+			f.Func = "<signal handler called>"
+			out = append(out, f)
+			if caller == nil {
+				break
+			}
+			out[len(out)-1].Signal = sf
+			regs, exact, how = caller, true, "signal frame"
+			continue
+		}
+		out = append(out, f)
+		if m := p.FindMapping(pc); m == nil || m.Perm&coredump.PermExec == 0 {
+			break
+		}
+		step, err := p.UnwindCFI(regs, exact)
+		if err == nil && step.Caller.PC() != 0 {
+			out[len(out)-1].CFA = step.CFA
+			regs, exact, how = step.Caller, step.SignalFrame, "cfi"
+			continue
+		}
+		if err == nil {
+			break // CFI marks the outermost frame
+		}
+		// Without CFI: a return address whose call instruction targets
+		// this very function is the best evidence; then the frame-pointer
+		// chain (wrong when this function keeps no frame pointer, as
+		// musl's libc.a does not); then any plausible return address.
+		var fn uint64
+		if _, sym, ok := p.Symbolize(look); ok {
+			fn = sym.Addr
+		} else if _, entry, ok := r.goFunc(f.Image, look); ok {
+			fn = entry
+		}
+		scanned, verified := r.scanStep(regs, fn)
+		if scanned != nil && verified {
+			regs, exact, how = scanned, false, "stack scan"
+			continue
+		}
+		if caller := r.framePointerStep(regs); caller != nil {
+			regs, exact, how = caller, false, "frame pointer"
+			continue
+		}
+		if scanned != nil {
+			regs, exact, how = scanned, false, "stack scan"
+			continue
+		}
+		break
+	}
+	return out
+}
+
+// isSigreturn reports whether pc is a sigreturn trampoline.
+func (r *Runtime) isSigreturn(pc uint64) bool {
+	m := r.Proc.FindMapping(pc)
+	if m == nil || m.Perm&coredump.PermExec == 0 {
+		return false
+	}
+	var code [9]byte
+	if _, err := r.Proc.ReadMemory(code[:], pc); err != nil {
+		return false
+	}
+	if r.Arch == coredump.ArchARM64 {
+		return bytes.Equal(code[:8], arm64Sigreturn)
+	}
+	return bytes.Equal(code[:], amd64Sigreturn)
+}
+
+// signalFrame recognises a sigreturn trampoline at pc and decodes the
+// kernel's signal frame at sp, returning the interrupted registers.
+func (r *Runtime) signalFrame(pc, sp uint64) (*SignalFrame, *coredump.DwarfRegs) {
+	var code [9]byte
+	if _, err := r.Proc.ReadMemory(code[:], pc); err != nil {
+		return nil, nil
+	}
+	switch r.Arch {
+	case coredump.ArchAMD64:
+		if !bytes.Equal(code[:], amd64Sigreturn) {
+			return nil, nil
+		}
+		// The handler's ret popped pretcode: sp is the ucontext.
+		var mc [256]byte
+		if _, err := r.Proc.ReadMemory(mc[:], sp+amd64UCMctx); err != nil {
+			return nil, nil
+		}
+		var si [128]byte
+		if _, err := r.Proc.ReadMemory(si[:], sp+amd64UCInfo); err != nil {
+			return nil, nil
+		}
+		sf := &SignalFrame{Addr: sp, Info: decodeSigInfo(si[:]), Restorer: pc}
+		regs := &coredump.DwarfRegs{Arch: r.Arch}
+		for i, n := range amd64SigcontextDwarf {
+			regs.Set(n, le.Uint64(mc[i*8:]))
+		}
+		sf.PC, sf.SP = regs.PC(), regs.SP()
+		return sf, regs
+	case coredump.ArchARM64:
+		if !bytes.Equal(code[:8], arm64Sigreturn) {
+			return nil, nil
+		}
+		var si [128]byte
+		if _, err := r.Proc.ReadMemory(si[:], sp); err != nil {
+			return nil, nil
+		}
+		var sc [8 + 34*8]byte
+		if _, err := r.Proc.ReadMemory(sc[:], sp+arm64UCOff+arm64SCRegs); err != nil {
+			return nil, nil
+		}
+		regs := &coredump.DwarfRegs{Arch: r.Arch}
+		for i := range 31 {
+			regs.Set(i, le.Uint64(sc[8+i*8:]))
+		}
+		regs.SetSP(le.Uint64(sc[8+31*8:]))
+		regs.SetPC(le.Uint64(sc[8+32*8:]))
+		sf := &SignalFrame{Addr: sp, Info: decodeSigInfo(si[:]), Restorer: pc, PC: regs.PC(), SP: regs.SP()}
+		return sf, regs
+	}
+	return nil, nil
+}
+
+// decodeSigInfo decodes the fields of a siginfo_t the analysis uses.
+func decodeSigInfo(b []byte) coredump.SigInfo {
+	si := coredump.SigInfo{Signo: coredump.Signal(int32(le.Uint32(b[0:]))), Errno: int32(le.Uint32(b[4:])),
+		Code: int32(le.Uint32(b[8:]))}
+	if si.Synchronous() {
+		si.Addr = le.Uint64(b[16:])
+	} else {
+		si.PID, si.UID = int32(le.Uint32(b[16:])), le.Uint32(b[20:])
+	}
+	return si
+}
+
+// framePointerStep unwinds through a frame-pointer chain: the saved frame
+// pointer at [fp] and the return address after it.
+func (r *Runtime) framePointerStep(regs *coredump.DwarfRegs) *coredump.DwarfRegs {
+	fp, sp := regs.FP(), regs.SP()
+	if fp == 0 || fp < sp || fp-sp > 1<<20 || fp%8 != 0 {
+		return nil
+	}
+	var b [16]byte
+	if _, err := r.Proc.ReadMemory(b[:], fp); err != nil {
+		return nil
+	}
+	savedFP, ra := le.Uint64(b[:]), le.Uint64(b[8:])
+	if !r.isReturnAddress(ra) {
+		return nil
+	}
+	c := &coredump.DwarfRegs{Arch: r.Arch}
+	c.SetPC(ra)
+	c.SetSP(fp + 16)
+	c.SetFP(savedFP)
+	return c
+}
+
+// scanStep looks above sp for the return address into the caller: a word
+// that points into code just after a call instruction. A direct call whose
+// target is fn, the function the frame runs, is taken first; stale return
+// addresses of earlier calls also sit on stacks, and only the direct-call
+// check tells them apart. Without such a call the first plausible word is
+// taken.
+func (r *Runtime) scanStep(regs *coredump.DwarfRegs, fn uint64) (caller *coredump.DwarfRegs, verified bool) {
+	sp := regs.SP()
+	var buf [scanWindow]byte
+	n, _ := r.Proc.ReadMemory(buf[:], sp)
+	found, indirect, any := -1, -1, -1
+	for off := 0; off+8 <= n; off += 8 {
+		ra := le.Uint64(buf[off:])
+		if r.isSigreturn(ra) {
+			// A signal handler's return address: the kernel pushed the
+			// trampoline, no call instruction precedes it.
+			found = off
+			break
+		}
+		if !r.isReturnAddress(ra) {
+			continue
+		}
+		if any < 0 {
+			any = off
+		}
+		if fn == 0 {
+			found = off
+			break
+		}
+		if t, ok := r.directCallTarget(ra); ok {
+			if r.reaches(t, fn) {
+				found = off
+				break
+			}
+			continue // a direct call of some other function: stale
+		}
+		if indirect < 0 {
+			indirect = off
+		}
+	}
+	verified = found >= 0 && (fn != 0 || r.isSigreturn(le.Uint64(buf[found:])))
+	if found < 0 {
+		found = indirect
+	}
+	if found < 0 {
+		found = any
+	}
+	if found < 0 {
+		return nil, false
+	}
+	c := &coredump.DwarfRegs{Arch: r.Arch}
+	c.SetPC(le.Uint64(buf[found:]))
+	c.SetSP(sp + uint64(found) + 8)
+	if fp, ok := regs.Get(r.fpReg()); ok {
+		c.SetFP(fp)
+	}
+	return c, verified
+}
+
+// directCallTarget decodes the direct call (call rel32, bl) that ends
+// just before return address ra.
+func (r *Runtime) directCallTarget(ra uint64) (uint64, bool) {
+	if r.Arch == coredump.ArchARM64 {
+		w, err := r.Proc.ReadUint32(ra - 4)
+		if err != nil || w&0xfc000000 != 0x94000000 {
+			return 0, false
+		}
+		return uint64(int64(ra-4) + int64(w&0x3ffffff)<<38>>36), true
+	}
+	var b [5]byte
+	if _, err := r.Proc.ReadMemory(b[:], ra-5); err != nil || b[0] != 0xe8 {
+		return 0, false
+	}
+	return uint64(int64(ra) + int64(int32(le.Uint32(b[1:])))), true
+}
+
+// reaches reports whether a call of t ends up in fn: t is fn, a PLT stub
+// for it, or a wrapper that tail-jumps to it (musl's free jumps to
+// __libc_free).
+func (r *Runtime) reaches(t, fn uint64) bool {
+	for range 3 {
+		if t == fn {
+			return true
+		}
+		if v := r.pltTarget(t); v != 0 {
+			t = v
+			continue
+		}
+		var b [5]byte
+		if _, err := r.Proc.ReadMemory(b[:], t); err != nil {
+			return false
+		}
+		switch {
+		case r.Arch == coredump.ArchAMD64 && b[0] == 0xe9:
+			t = uint64(int64(t+5) + int64(int32(le.Uint32(b[1:]))))
+		case r.Arch == coredump.ArchAMD64 && b[0] == 0xeb:
+			t = uint64(int64(t+2) + int64(int8(b[1])))
+		case r.Arch == coredump.ArchARM64 && le.Uint32(b[:])&0xfc000000 == a64B:
+			t = uint64(int64(t) + int64(le.Uint32(b[:])&0x3ffffff)<<38>>36)
+		default:
+			return false
+		}
+	}
+	return t == fn
+}
+
+// pltTarget returns the function a PLT stub at t jumps to now (0 when t is
+// no stub).
+func (r *Runtime) pltTarget(t uint64) uint64 {
+	if r.Arch != coredump.ArchAMD64 {
+		return 0
+	}
+	v, note, err := r.throughPLT(t)
+	if err != nil || note == "" {
+		return 0
+	}
+	return v
+}
+
+func (r *Runtime) fpReg() int {
+	if r.Arch == coredump.ArchARM64 {
+		return 29
+	}
+	return 6
+}
+
+// isReturnAddress reports whether ra points into executable code just
+// after a call instruction.
+func (r *Runtime) isReturnAddress(ra uint64) bool {
+	m := r.Proc.FindMapping(ra)
+	if m == nil || m.Perm&coredump.PermExec == 0 || ra < 8 {
+		return false
+	}
+	if r.Arch == coredump.ArchARM64 {
+		w, err := r.Proc.ReadUint32(ra - 4)
+		// bl imm26, blr xN
+		return err == nil && (w&0xfc000000 == 0x94000000 || w&0xfffffc1f == 0xd63f0000)
+	}
+	var b [7]byte
+	if _, err := r.Proc.ReadMemory(b[:], ra-7); err != nil {
+		return false
+	}
+	switch {
+	case b[2] == 0xe8: // call rel32
+		return true
+	case b[5] == 0xff && (b[6]>>3)&7 == 2 && b[6]>>6 == 3: // call *%reg
+		return true
+	case b[4] == 0xff && (b[5]>>3)&7 == 2: // call *disp8(%reg) / call *(%reg) + sib
+		return true
+	case b[1] == 0xff && (b[2]>>3)&7 == 2 && b[2]>>6 == 0 && b[2]&7 == 5: // call *disp32(%rip)
+		return true
+	case b[1] == 0xff && (b[2]>>3)&7 == 2 && b[2]>>6 == 2: // call *disp32(%reg)
+		return true
+	}
+	return false
+}
