@@ -21,6 +21,9 @@ type Options struct {
 	// Force accepts an executable whose build ID differs from the one in the
 	// core.
 	Force bool
+	// TempDir is where a compressed core is decompressed to ("" = the
+	// system's temporary directory); the file is removed by Close.
+	TempDir string
 }
 
 // InputError reports an input that cannot be analysed at all: not a core,
@@ -69,12 +72,53 @@ func Open(corePath, exePath string, opts Options) (*Process, error) {
 	if err != nil {
 		return nil, &InputError{Path: corePath, Msg: "cannot open core", Err: err}
 	}
-	p, err := openCore(f, corePath, exePath, opts)
+	comp, tmp, warning, err := maybeDecompress(f, corePath, opts.TempDir)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	if tmp != nil {
+		f.Close()
+		f = tmp
+	}
+	p, err := openCore(f, corePath, exePath, opts)
+	if err != nil {
+		f.Close()
+		if tmp != nil {
+			os.Remove(tmp.Name())
+		}
+		return nil, err
+	}
+	p.Compression = comp
+	if tmp != nil {
+		p.coreFile = tmp.Name()
+		p.OnClose(func() error { return os.Remove(tmp.Name()) })
+		if warning != "" {
+			p.Warnings = append(p.Warnings, warning)
+		}
+	}
+	p.Coredump = readCoredumpMeta(corePath)
 	return p, nil
+}
+
+// maybeDecompress decompresses a compressed core into a temporary file;
+// for a plain core it returns a nil file.
+func maybeDecompress(f *os.File, corePath, dir string) (Compression, *os.File, string, error) {
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return Uncompressed, nil, "", nil // openCore says what is wrong
+	}
+	var head [8]byte
+	n, _ := f.ReadAt(head[:], 0)
+	c := compressionOf(head[:n])
+	if c == Uncompressed {
+		return c, nil, "", nil
+	}
+	tmp, warning, err := decompressCore(f, c, dir)
+	if err != nil {
+		return c, nil, "", &InputError{Path: corePath, Msg: fmt.Sprintf("cannot decompress the %s-compressed core", c), Err: err}
+	}
+	return c, tmp, warning, nil
 }
 
 func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, err error) {

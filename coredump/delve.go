@@ -38,7 +38,7 @@ func (p *Process) Delve() (*proc.Target, error) {
 			st.err = errors.New("delve: no executable")
 			return
 		}
-		grp, err := core.OpenCore(p.Core, p.Exe.HostPath, nil)
+		grp, err := core.OpenCore(p.coreFilePath(), p.Exe.HostPath, nil)
 		if err != nil {
 			st.err = fmt.Errorf("delve: %w", err)
 			return

@@ -39,6 +39,7 @@ func buildInput(p *coredump.Process) Input {
 	if p.Live() {
 		in.LivePID = p.PID
 	}
+	buildCoredump(p, &in)
 	if t := p.Truncation; t != nil {
 		tr := &Truncation{FileBytes: t.FileSize, ExpectedBytes: t.ExpectedSize, MissingBytes: t.MissingBytes(),
 			NotesMissing: t.NotesMissing, Mappings: []string{}}

@@ -44,6 +44,11 @@ type Input struct {
 	CoreBytes int64  `json:"core_bytes,omitempty"`
 	// Truncated is set when the core file is shorter than its headers say.
 	Truncated *Truncation `json:"truncated,omitempty"`
+	// Compression is how the core file was compressed ("zstd", "lz4",
+	// "xz", "gzip"), "" for a plain core.
+	Compression string `json:"compression,omitempty"`
+	// Coredump is what systemd-coredump recorded next to the core.
+	Coredump *Coredump `json:"coredump,omitempty"`
 	// FrozenMillis is how long a live process was stopped.
 	FrozenMillis float64 `json:"frozen_ms,omitempty"`
 }
