@@ -155,41 +155,31 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 	}
 	p = &Process{Arch: arch, Core: corePath, CoreSize: size, Sysroot: opts.Sysroot}
 
-	var expected int64
 	var noteProgs []*elf.Prog
+	var loads []elf.ProgHeader
 	for _, ph := range ef.Progs {
-		end := int64(ph.Off + ph.Filesz)
-		if ph.Filesz > 0 && end > expected {
-			expected = end
-		}
 		switch ph.Type {
 		case elf.PT_NOTE:
 			noteProgs = append(noteProgs, ph)
 		case elf.PT_LOAD:
-			if ph.Memsz == 0 || ph.Vaddr+ph.Memsz < ph.Vaddr {
-				continue
-			}
-			m := &Mapping{Start: ph.Vaddr, End: ph.Vaddr + ph.Memsz, Perm: permOf(ph.Flags),
-				Dumped: min(ph.Filesz, ph.Memsz), coreOff: int64(ph.Off)}
-			if end := int64(ph.Off) + int64(m.Dumped); m.Dumped > 0 && end > size {
-				m.Missing = uint64(end - max(size, int64(ph.Off)))
-			}
-			p.Mappings = append(p.Mappings, m)
+			loads = append(loads, ph.ProgHeader)
 		}
 	}
 	if len(noteProgs) == 0 {
 		return nil, &InputError{Path: corePath, Msg: "core has no note segment: no threads, no registers"}
 	}
-	var dropped int
-	p.Mappings, dropped = sortMappings(p.Mappings)
-	if dropped > 0 {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("%d overlapping or empty segments in the core were ignored", dropped))
+	p.loadMappings(loads, size)
+	for _, ph := range noteProgs {
+		if end, ok := segmentEnd(ph.ProgHeader); ok && end > size && p.Truncation == nil {
+			p.Truncation = &Truncation{FileSize: size, ExpectedSize: end}
+		} else if !ok {
+			return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("note segment at offset %#x of %d bytes lies beyond any possible file", ph.Off, ph.Filesz)}
+		}
 	}
-	if expected > size {
-		p.Truncation = &Truncation{FileSize: size, ExpectedSize: expected}
-		for _, m := range p.Mappings {
-			if m.Missing > 0 {
-				p.Truncation.Segments = append(p.Truncation.Segments, m)
+	if p.Truncation != nil {
+		for _, ph := range noteProgs {
+			if end, _ := segmentEnd(ph.ProgHeader); end > p.Truncation.ExpectedSize {
+				p.Truncation.ExpectedSize = end
 			}
 		}
 	}
@@ -213,6 +203,59 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 		return nil, err
 	}
 	return p, nil
+}
+
+// maxCoreOffset bounds the file offsets a segment may claim: an offset or
+// size past it is corrupt, not a big core (and would overflow int64).
+const maxCoreOffset = 1 << 56
+
+// segmentEnd is the file offset just past the bytes of segment ph; ok is
+// false when the header's numbers cannot describe a real file.
+func segmentEnd(ph elf.ProgHeader) (end int64, ok bool) {
+	if ph.Off > maxCoreOffset || ph.Filesz > maxCoreOffset {
+		return 0, false
+	}
+	return int64(ph.Off + ph.Filesz), true
+}
+
+// loadMappings turns the core's PT_LOAD headers into the address space: one
+// Mapping per segment, with how many of its bytes the file of size bytes
+// holds, and records the truncation when the file is shorter than the
+// segments say.
+func (p *Process) loadMappings(loads []elf.ProgHeader, size int64) {
+	var expected int64
+	bad := 0
+	for _, ph := range loads {
+		end, ok := segmentEnd(ph)
+		if !ok || ph.Memsz == 0 || ph.Vaddr+ph.Memsz < ph.Vaddr {
+			if ph.Memsz != 0 || !ok {
+				bad++
+			}
+			continue
+		}
+		m := &Mapping{Start: ph.Vaddr, End: ph.Vaddr + ph.Memsz, Perm: permOf(ph.Flags),
+			Dumped: min(ph.Filesz, ph.Memsz), coreOff: int64(ph.Off)}
+		if m.Dumped > 0 && end > expected {
+			expected = end
+		}
+		if end := int64(ph.Off) + int64(m.Dumped); m.Dumped > 0 && end > size {
+			m.Missing = uint64(end - max(size, int64(ph.Off)))
+		}
+		p.Mappings = append(p.Mappings, m)
+	}
+	var dropped int
+	p.Mappings, dropped = sortMappings(p.Mappings)
+	if dropped+bad > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%d overlapping, empty or malformed segments in the core were ignored", dropped+bad))
+	}
+	if expected > size {
+		p.Truncation = &Truncation{FileSize: size, ExpectedSize: expected}
+		for _, m := range p.Mappings {
+			if m.Missing > 0 {
+				p.Truncation.Segments = append(p.Truncation.Segments, m)
+			}
+		}
+	}
 }
 
 func describeMagic(b []byte, size int64) string {
@@ -635,8 +678,16 @@ func (c *coreMemory) readCore(m *Mapping, b []byte, addr uint64) error {
 	off := addr - m.Start
 	avail := m.Dumped - m.Missing
 	if off+uint64(len(b)) > avail {
+		// Serve the part the file still holds, then say where it ends:
+		// callers count the bytes before the error's address as read.
+		if off < avail {
+			if err := c.readCore(m, b[:avail-off], addr); err != nil {
+				return err
+			}
+		}
 		if off+uint64(len(b)) <= m.Dumped || off < m.Dumped {
-			return &MemoryError{Addr: max(addr, m.Start+avail), Reason: Truncated, Mapping: m}
+			return &MemoryError{Addr: max(addr, m.Start+avail), Reason: Truncated, Mapping: m,
+				Detail: fmt.Sprintf("the core file ends at byte %d", c.size)}
 		}
 		return &MemoryError{Addr: addr, Reason: NotDumped, Mapping: m}
 	}
@@ -645,8 +696,8 @@ func (c *coreMemory) readCore(m *Mapping, b []byte, addr uint64) error {
 		copy(b, c.data[pos:pos+int64(len(b))])
 		return nil
 	}
-	if _, err := c.f.ReadAt(b, pos); err != nil {
-		return &MemoryError{Addr: addr, Reason: Truncated, Mapping: m, Detail: err.Error()}
+	if n, err := c.f.ReadAt(b, pos); err != nil {
+		return &MemoryError{Addr: addr + uint64(n), Reason: Truncated, Mapping: m, Detail: err.Error()}
 	}
 	return nil
 }

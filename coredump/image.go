@@ -103,6 +103,10 @@ func (im *Image) ID() BuildIDs {
 	return im.FileIDs
 }
 
+// maxInMemoryImage bounds the size of an image read from the process's
+// memory; the vDSO is a few pages.
+const maxInMemoryImage = 16 << 20
+
 // ELF opens the image's ELF file: the file on this machine, or for the vDSO
 // the bytes in the process's memory. It fails when the file is missing or a
 // different build.
@@ -113,6 +117,10 @@ func (im *Image) ELF() (*elf.File, error) {
 			return
 		}
 		if im.Status == ImageInMemory {
+			if im.End-im.Base > maxInMemoryImage {
+				im.fileErr = fmt.Errorf("%s: %d bytes mapped, more than an in-memory image (the vDSO) can be", im.Path, im.End-im.Base)
+				return
+			}
 			buf := make([]byte, im.End-im.Base)
 			if _, err := im.proc.ReadMemory(buf, im.Base); err != nil {
 				im.fileErr = fmt.Errorf("%s: %w", im.Path, err)
