@@ -135,34 +135,37 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 		return nil, &InputError{Path: corePath, Msg: "not a regular file"}
 	}
 	size := st.Size()
-	var magic [4]byte
-	if _, err := f.ReadAt(magic[:], 0); err != nil || string(magic[:]) != elf.ELFMAG {
-		return nil, &InputError{Path: corePath, Msg: "not an ELF core file (" + describeMagic(magic[:], size) + ")"}
+	var ident [20]byte
+	n, _ := f.ReadAt(ident[:], 0)
+	if n < len(ident) || string(ident[:4]) != elf.ELFMAG {
+		return nil, &InputError{Path: corePath, Msg: "not an ELF core file (" + describeMagic(ident[:min(n, 4)], size) + ")"}
 	}
-	ef, err := elf.NewFile(f)
+	// Judge the identity from the raw header first: debug/elf's errors
+	// about a foreign layout would not tell the user what is wrong.
+	class, data := elf.Class(ident[elf.EI_CLASS]), elf.Data(ident[elf.EI_DATA])
+	if class != elf.ELFCLASS64 || data != elf.ELFDATA2LSB {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("%s %s ELF file: only 64-bit little-endian cores are supported", class, data)}
+	}
+	if typ := elf.Type(le.Uint16(ident[16:])); typ != elf.ET_CORE {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("ELF file of type %s, not a core dump (did you swap CORE and BINARY?)", typ)}
+	}
+	arch := archOf(elf.Machine(le.Uint16(ident[18:])))
+	if arch == ArchUnknown {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("core of machine %s: only x86-64 and aarch64 are supported", elf.Machine(le.Uint16(ident[18:])))}
+	}
+	progs, err := readCoreProgs(f, size)
 	if err != nil {
 		return nil, &InputError{Path: corePath, Msg: "malformed ELF headers", Err: err}
 	}
-	if ef.Type != elf.ET_CORE {
-		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("ELF file of type %s, not a core dump (did you swap CORE and BINARY?)", ef.Type)}
-	}
-	if ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB {
-		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("%s %s core: only 64-bit little-endian cores are supported", ef.Class, ef.Data)}
-	}
-	arch := archOf(ef.Machine)
-	if arch == ArchUnknown {
-		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("core of machine %s: only x86-64 and aarch64 are supported", ef.Machine)}
-	}
 	p = &Process{Arch: arch, Core: corePath, CoreSize: size, Sysroot: opts.Sysroot}
 
-	var noteProgs []*elf.Prog
-	var loads []elf.ProgHeader
-	for _, ph := range ef.Progs {
+	var noteProgs, loads []elf.ProgHeader
+	for _, ph := range progs {
 		switch ph.Type {
 		case elf.PT_NOTE:
 			noteProgs = append(noteProgs, ph)
 		case elf.PT_LOAD:
-			loads = append(loads, ph.ProgHeader)
+			loads = append(loads, ph)
 		}
 	}
 	if len(noteProgs) == 0 {
@@ -170,7 +173,7 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 	}
 	p.loadMappings(loads, size)
 	for _, ph := range noteProgs {
-		if end, ok := segmentEnd(ph.ProgHeader); ok && end > size && p.Truncation == nil {
+		if end, ok := segmentEnd(ph); ok && end > size && p.Truncation == nil {
 			p.Truncation = &Truncation{FileSize: size, ExpectedSize: end}
 		} else if !ok {
 			return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("note segment at offset %#x of %d bytes lies beyond any possible file", ph.Off, ph.Filesz)}
@@ -178,7 +181,7 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 	}
 	if p.Truncation != nil {
 		for _, ph := range noteProgs {
-			if end, _ := segmentEnd(ph.ProgHeader); end > p.Truncation.ExpectedSize {
+			if end, _ := segmentEnd(ph); end > p.Truncation.ExpectedSize {
 				p.Truncation.ExpectedSize = end
 			}
 		}
@@ -202,7 +205,80 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 		p.Close()
 		return nil, err
 	}
+	p.warnUnusableImages()
 	return p, nil
+}
+
+// warnUnusableImages names the libraries whose files on this machine (or
+// under the sysroot) cannot stand in for the ones the process had mapped:
+// nothing is read from them, so their code, symbols and unwind tables are
+// unavailable.
+func (p *Process) warnUnusableImages() {
+	where := "on this machine"
+	if p.Sysroot != "" {
+		where = "under " + p.Sysroot
+	}
+	for _, im := range p.Images {
+		if im.IsExe {
+			continue
+		}
+		switch {
+		case im.Status == ImageMismatch:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s differs from the file the process had mapped (%s); nothing is read from it: its code, symbols and unwind tables are unavailable (pass --sysroot with the target's files)",
+				im.Path, im.Note))
+		case im.Status == ImageMissing && !im.CoreIDs.Empty():
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s (build ID %s) is not %s: its code, symbols and unwind tables are unavailable",
+				im.Path, im.CoreIDs, where))
+		}
+	}
+}
+
+// maxCoreSegments bounds the program header table; the kernel writes one
+// header per mapping, and vm.max_map_count defaults to 65530.
+const maxCoreSegments = 1 << 22
+
+// readCoreProgs reads a 64-bit little-endian core's program headers. Cores
+// need nothing else from the ELF structure, so a damaged section header
+// table (which cores do not use) does not stop the analysis.
+func readCoreProgs(f io.ReaderAt, size int64) ([]elf.ProgHeader, error) {
+	var eh [64]byte
+	if _, err := f.ReadAt(eh[:], 0); err != nil {
+		return nil, fmt.Errorf("ELF header: %w", err)
+	}
+	phoff := le.Uint64(eh[32:])
+	phentsize := uint64(le.Uint16(eh[54:]))
+	phnum := uint64(le.Uint16(eh[56:]))
+	if phnum == 0xffff { // PN_XNUM: the count is in section header 0's sh_info
+		shoff := le.Uint64(eh[40:])
+		var sh [4]byte
+		if shoff > uint64(size) || shoff+48 > uint64(size) {
+			return nil, fmt.Errorf("e_phnum is PN_XNUM but section header 0 at %#x is outside the file", shoff)
+		}
+		if _, err := f.ReadAt(sh[:], int64(shoff)+44); err != nil {
+			return nil, fmt.Errorf("section header 0: %w", err)
+		}
+		phnum = uint64(le.Uint32(sh[:]))
+	}
+	if phentsize < 56 || phnum == 0 || phnum > maxCoreSegments {
+		return nil, fmt.Errorf("program header table of %d entries of %d bytes", phnum, phentsize)
+	}
+	if phoff > uint64(size) || phnum*phentsize > uint64(size)-phoff {
+		return nil, fmt.Errorf("program header table (%d entries at offset %#x) runs past the end of the %d-byte file", phnum, phoff, size)
+	}
+	table := make([]byte, phnum*phentsize)
+	if _, err := f.ReadAt(table, int64(phoff)); err != nil {
+		return nil, fmt.Errorf("program headers: %w", err)
+	}
+	progs := make([]elf.ProgHeader, phnum)
+	for i := range progs {
+		e := table[uint64(i)*phentsize:]
+		progs[i] = elf.ProgHeader{
+			Type: elf.ProgType(le.Uint32(e[0:])), Flags: elf.ProgFlag(le.Uint32(e[4:])),
+			Off: le.Uint64(e[8:]), Vaddr: le.Uint64(e[16:]), Paddr: le.Uint64(e[24:]),
+			Filesz: le.Uint64(e[32:]), Memsz: le.Uint64(e[40:]), Align: le.Uint64(e[48:]),
+		}
+	}
+	return progs, nil
 }
 
 // maxCoreOffset bounds the file offsets a segment may claim: an offset or
@@ -288,7 +364,7 @@ func permOf(f elf.ProgFlag) Perm {
 	return p
 }
 
-func (p *Process) readNotes(f *os.File, progs []*elf.Prog, size int64) error {
+func (p *Process) readNotes(f *os.File, progs []elf.ProgHeader, size int64) error {
 	for _, ph := range progs {
 		want := int64(ph.Filesz)
 		if want > maxNoteBytes {

@@ -28,6 +28,7 @@ func Build(p *coredump.Process, opts Options) *Report {
 		r.Notes = append([]string{fmt.Sprintf("core truncated: %d of %d bytes missing; %d mappings lost their bytes",
 			t.MissingBytes, t.ExpectedBytes, len(t.Mappings))}, r.Notes...)
 	}
+	addTruncationEffects(p, r)
 	return r
 }
 

@@ -60,6 +60,9 @@ type Truncation struct {
 	MissingBytes  int64    `json:"missing_bytes"`
 	Mappings      []string `json:"mappings"` // the mappings whose bytes are missing
 	NotesMissing  bool     `json:"notes_missing,omitempty"`
+	// Affected lists the answers the missing bytes take away (threads
+	// whose stacks are lost, images whose data is lost, ...).
+	Affected []string `json:"affected,omitempty"`
 }
 
 // Process describes the process as a whole.
