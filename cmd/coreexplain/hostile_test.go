@@ -303,3 +303,36 @@ func TestUnusableInputsCLI(t *testing.T) {
 }
 
 func le16(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
+
+// The wrong build of the binary is refused with both build IDs and the
+// override; --force analyses it and says so.
+func TestWrongBinaryCLI(t *testing.T) {
+	a := fixtureCrash(t, "go-nil-map", fixtures.Default)
+	b := fixtureCrash(t, "go-nil-map", fixtures.Variant{PIE: true})
+	r := runCommand(t, "wrong build", a.Core, b.Binary)
+	coreID, exeID := goBuildID(t, a.Binary), goBuildID(t, b.Binary)
+	if r.code != exitBadInput || !strings.Contains(r.stderr, "go:"+coreID) || !strings.Contains(r.stderr, "go:"+exeID) || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("wrong build: exit %d, stderr %q; want exit 2 naming go:%s, go:%s and --force", r.code, r.stderr, coreID, exeID)
+	}
+	r = runCommand(t, "wrong build, forced", "--force", "--json", a.Core, b.Binary)
+	var rep report.Report
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &rep) != nil {
+		t.Fatalf("--force: exit %d\n%s", r.code, r.stderr)
+	}
+	forced := false
+	for _, n := range rep.Notes {
+		forced = forced || (strings.Contains(n, "does not match the core") && strings.Contains(n, "--force"))
+	}
+	if !forced {
+		t.Errorf("--force report does not say the binary does not match: %q", rep.Notes)
+	}
+}
+
+func goBuildID(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := exec.Command("go", "tool", "buildid", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
