@@ -152,7 +152,9 @@ func goTextStart(f *elf.File, pclnAddr uint64, pcln []byte, l *Layout) (uint64, 
 	return 0, errors.New("runtime.firstmoduledata not found in the data sections")
 }
 
-func le32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
 func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }
 
 func safeGosym(pcln []byte, text uint64) (t *gosym.Table, err error) {
