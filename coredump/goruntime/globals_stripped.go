@@ -3,6 +3,7 @@ package goruntime
 import (
 	"debug/elf"
 	"debug/gosym"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -117,18 +118,18 @@ func goTextStart(f *elf.File, pclnAddr uint64, pcln []byte, l *Layout) (uint64, 
 	if len(pcln) < 32 {
 		return 0, errors.New(".gopclntab too short")
 	}
-	magic := le32(pcln)
+	magic := binary.LittleEndian.Uint32(pcln)
 	if magic != 0xfffffff0 && magic != 0xfffffff1 {
 		return 0, fmt.Errorf(".gopclntab magic %#x is not Go 1.18 or later", magic)
 	}
-	if ts := le64(pcln[24:]); ts != 0 {
+	if ts := binary.LittleEndian.Uint64(pcln[24:]); ts != 0 {
 		return ts, nil
 	}
 	textOff, err := l.Off("runtime.moduledata", "text")
 	if err != nil {
 		return 0, fmt.Errorf("runtime.text unknown: %w", err)
 	}
-	funcnameOff := le64(pcln[32:])
+	funcnameOff := binary.LittleEndian.Uint64(pcln[32:])
 	// Go 1.26 gives it a section of its own (.go.module); before, it
 	// sits in .noptrdata; external linkers may merge either.
 	for _, sec := range f.Sections {
@@ -140,10 +141,10 @@ func goTextStart(f *elf.File, pclnAddr uint64, pcln []byte, l *Layout) (uint64, 
 			continue
 		}
 		for off := 0; off+int(textOff)+8 <= len(b); off += 8 {
-			if le64(b[off:]) != pclnAddr || le64(b[off+8:]) != pclnAddr+funcnameOff {
+			if binary.LittleEndian.Uint64(b[off:]) != pclnAddr || binary.LittleEndian.Uint64(b[off+8:]) != pclnAddr+funcnameOff {
 				continue
 			}
-			text := le64(b[off+int(textOff):])
+			text := binary.LittleEndian.Uint64(b[off+int(textOff):])
 			if s := f.Section(".text"); s != nil && text >= s.Addr && text < s.Addr+s.Size {
 				return text, nil
 			}
@@ -152,10 +153,6 @@ func goTextStart(f *elf.File, pclnAddr uint64, pcln []byte, l *Layout) (uint64, 
 	return 0, errors.New("runtime.firstmoduledata not found in the data sections")
 }
 
-func le32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-}
-func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }
 
 func safeGosym(pcln []byte, text uint64) (t *gosym.Table, err error) {
 	defer func() {
