@@ -153,7 +153,6 @@ func goTextStart(f *elf.File, pclnAddr uint64, pcln []byte, l *Layout) (uint64, 
 	return 0, errors.New("runtime.firstmoduledata not found in the data sections")
 }
 
-
 func safeGosym(pcln []byte, text uint64) (t *gosym.Table, err error) {
 	defer func() {
 		if r := recover(); r != nil {
