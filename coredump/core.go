@@ -390,6 +390,17 @@ func (p *Process) readNotes(f *os.File, progs []elf.ProgHeader, size int64) erro
 		if err != nil && have == want {
 			p.Warnings = append(p.Warnings, "notes: "+err.Error())
 		}
+		if p.notesDamage == "" {
+			// Delve parses the note segment itself and sizes buffers
+			// by the notes' own length fields: it only gets cores whose
+			// notes we found intact.
+			switch {
+			case have < want:
+				p.notesDamage = "the note segment is cut short by the truncation"
+			case err != nil:
+				p.notesDamage = err.Error()
+			}
+		}
 		if err := p.applyNotes(notes); err != nil {
 			return err
 		}

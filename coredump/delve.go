@@ -34,6 +34,10 @@ func (p *Process) Delve() (*proc.Target, error) {
 				st.err = fmt.Errorf("delve: internal error opening the core: %v", r)
 			}
 		}()
+		if p.notesDamage != "" {
+			st.err = fmt.Errorf("delve: not opened on a core whose notes are damaged (%s)", p.notesDamage)
+			return
+		}
 		if p.Exe == nil || p.Exe.HostPath == "" {
 			st.err = errors.New("delve: no executable")
 			return

@@ -65,6 +65,8 @@ type Process struct {
 
 	src      memorySource
 	coreFile string // the uncompressed core read, when not Core itself
+	// notesDamage says why the notes are not intact ("" when they are).
+	notesDamage string
 	closers  []func() error
 	extCache map[any]any
 	extMu    sync.Mutex
