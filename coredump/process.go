@@ -67,9 +67,9 @@ type Process struct {
 	coreFile string // the uncompressed core read, when not Core itself
 	// notesDamage says why the notes are not intact ("" when they are).
 	notesDamage string
-	closers  []func() error
-	extCache map[any]any
-	extMu    sync.Mutex
+	closers     []func() error
+	extCache    map[any]any
+	extMu       sync.Mutex
 }
 
 // coreFilePath is the path of the uncompressed core file.
