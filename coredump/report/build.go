@@ -29,6 +29,7 @@ func Build(p *coredump.Process, opts Options) *Report {
 			t.MissingBytes, t.ExpectedBytes, len(t.Mappings))}, r.Notes...)
 	}
 	addTruncationEffects(p, r)
+	addDebugInfoNotes(p, r)
 	return r
 }
 
