@@ -375,3 +375,34 @@ func TestReadUpToTruncation(t *testing.T) {
 		t.Fatal("not a *MemoryError")
 	}
 }
+
+// FuzzCFI parses call frame information as the vDSO's (read from the core,
+// so hostile) is parsed, and evaluates the frame of every pc it covers.
+func FuzzCFI(f *testing.F) {
+	for _, core := range seedCores(f)[:1] {
+		p, err := Open(core, "", Options{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, im := range p.Images {
+			if _, data, err := im.Section(".eh_frame"); err == nil && len(data) < 1<<16 {
+				f.Add(data)
+			}
+		}
+		p.Close()
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fdes, err := parseCFI(data, 0x1000, 0x2000)
+		if err != nil {
+			return
+		}
+		for i, fde := range fdes {
+			if i == 64 {
+				break
+			}
+			establishFrame(fde, fde.Begin())
+			establishFrame(fde, fde.End()-1)
+		}
+	})
+}
