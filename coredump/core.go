@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 )
@@ -68,6 +69,13 @@ const maxNoteBytes = 256 << 20
 // produced it; when empty, the executable recorded in the core is used if it
 // exists (under opts.Sysroot) and its build ID matches.
 func Open(corePath, exePath string, opts Options) (*Process, error) {
+	// Stat before opening: opening a FIFO would block until a writer
+	// comes.
+	if st, err := os.Stat(corePath); err != nil {
+		return nil, &InputError{Path: corePath, Msg: "cannot open core", Err: err}
+	} else if !st.Mode().IsRegular() {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("not a regular file (%s); save the core to a file first", kindOfFile(st.Mode()))}
+	}
 	f, err := os.Open(corePath)
 	if err != nil {
 		return nil, &InputError{Path: corePath, Msg: "cannot open core", Err: err}
@@ -453,15 +461,24 @@ func (p *Process) applyNotes(notes []note) error {
 	return nil
 }
 
-// attachFileNames gives each mapping the file NT_FILE says backs it.
+// attachFileNames gives each mapping the file NT_FILE says backs it: the
+// entry whose range holds the mapping's start. Both lists are walked once
+// in address order, so a hostile NT_FILE of overlapping entries costs no
+// more than a real one.
 func (p *Process) attachFileNames() {
-	for _, fm := range p.Files {
-		for m := p.FindMapping(fm.Start); m != nil && m.Start < fm.End; m = p.FindMapping(m.End) {
-			if m.Path == "" {
+	files := append([]FileMapping(nil), p.Files...)
+	sort.SliceStable(files, func(i, j int) bool { return files[i].Start < files[j].Start })
+	j := 0
+	for _, m := range p.Mappings {
+		for j < len(files) && files[j].End <= m.Start && files[j].Start <= m.Start {
+			j++
+		}
+		// Real entries do not overlap; look a few ahead for the one
+		// holding m.Start in case earlier ones end before it.
+		for k := j; k < len(files) && k < j+8 && files[k].Start <= m.Start; k++ {
+			if fm := files[k]; m.Start < fm.End && m.Path == "" {
 				m.Path = fm.Path
 				m.Offset = fm.Offset + (m.Start - fm.Start)
-			}
-			if m.End >= fm.End {
 				break
 			}
 		}
@@ -474,7 +491,9 @@ func (p *Process) hostPath(target string) string {
 	if p.Sysroot == "" {
 		return target
 	}
-	return filepath.Join(p.Sysroot, target)
+	// Clean against the root first: a path with "../" in the core must not
+	// lead out of the sysroot.
+	return filepath.Join(p.Sysroot, filepath.Clean("/"+target))
 }
 
 // coreHeaderPage returns the copy of an image's first page that the core
@@ -494,6 +513,10 @@ func (p *Process) coreHeaderPage(m *Mapping) []byte {
 	return b
 }
 
+// maxImages bounds the files examined as images; a real process maps a few
+// hundred at most, and each costs a stat and a read of the file on disk.
+const maxImages = 4096
+
 // loadImages finds the ELF images among the file mappings and the vDSO.
 func (p *Process) loadImages() {
 	byPath := map[string][]*Mapping{}
@@ -506,6 +529,10 @@ func (p *Process) loadImages() {
 			order = append(order, m.Path)
 		}
 		byPath[m.Path] = append(byPath[m.Path], m)
+	}
+	if len(order) > maxImages {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the core maps %d files; only the first %d are examined as ELF images", len(order), maxImages))
+		order = order[:maxImages]
 	}
 	for _, path := range order {
 		if im := p.newFileImage(path, byPath[path]); im != nil {
@@ -602,7 +629,7 @@ func (p *Process) newFileImage(path string, maps []*Mapping) *Image {
 	}
 	if im.HostPath != "" && im.Status == 0 {
 		if fh, err := parseELFHeader(fileHdr); err == nil {
-			if hf, err := os.Open(im.HostPath); err == nil {
+			if hf, err := openRegular(im.HostPath); err == nil {
 				im.FileIDs = buildIDsFromNotes(fh, hf, false)
 				hf.Close()
 			}
@@ -639,8 +666,41 @@ func verifyImage(im *Image, coreHdr, fileHdr []byte) ImageStatus {
 	return ImageMismatch
 }
 
+// openRegular opens a regular file, refusing anything else without
+// opening it: the paths come from the core (hostile) and opening a FIFO or
+// a device such as /dev/tty, or reading /proc/kmsg, would block.
+func openRegular(path string) (*os.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, kindOfFile(st.Mode()))
+	}
+	for _, dir := range []string{"/proc/", "/sys/", "/dev/"} {
+		if strings.HasPrefix(path, dir) {
+			return nil, fmt.Errorf("%s is a kernel pseudo-file, not read", path)
+		}
+	}
+	return os.Open(path)
+}
+
+func kindOfFile(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
+}
+
 func readFileHead(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -699,7 +759,7 @@ func (p *Process) pickExecutable(exePath string, force bool) error {
 		return &InputError{Path: exePath, Msg: "this is a core file, not the executable"}
 	}
 	var ids BuildIDs
-	if f, err := os.Open(abs); err == nil {
+	if f, err := openRegular(abs); err == nil {
 		ids = buildIDsFromNotes(fh, f, false)
 		f.Close()
 	}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/coreexplain/coreexplain/coredump"
 )
@@ -134,5 +137,58 @@ func TestTruncationEffectsNameThreads(t *testing.T) {
 	_, err = p.ReadMemory(make([]byte, 8), sp)
 	if me, ok := coredump.AsMemoryError(err); !ok || me.Reason != coredump.Truncated {
 		t.Errorf("read at the lost sp: %v", err)
+	}
+}
+
+// Paths in the core are hostile: one naming a FIFO (which would block an
+// open) or leading out of the sysroot with "../" is never opened.
+func TestHostileFilePaths(t *testing.T) {
+	c := crash(t, "go-nil-field")
+	data, err := os.ReadFile(c.Core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := open(t, c.Core, c.Binary)
+	exePath := full.Exe.Path
+	i := bytes.Index(data, append([]byte(exePath), 0))
+	if i < 0 {
+		t.Fatal("executable path not in the core")
+	}
+	dir := t.TempDir()
+	fifo := dir + "/"
+	if len(fifo) >= len(exePath) {
+		t.Skip("temporary directory path too long to stand in for the executable's")
+	}
+	fifo += strings.Repeat("f", len(exePath)-len(fifo))
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte(nil), data...)
+	copy(bad[i:], fifo)
+	core := filepath.Join(dir, "core")
+	os.WriteFile(core, bad, 0o644)
+	done := make(chan error, 1)
+	go func() {
+		p, err := coredump.Open(core, c.Binary, coredump.Options{})
+		if err == nil {
+			if p.Exe.Status != coredump.ImageVerified {
+				err = fmt.Errorf("explicit executable: %s", p.Exe.Status)
+			}
+			p.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Open blocked on a FIFO named in the core")
+	}
+	// A FIFO given as the core is refused without opening it.
+	_, err = coredump.Open(fifo, c.Binary, coredump.Options{})
+	if err == nil || !strings.Contains(err.Error(), "named pipe") {
+		t.Errorf("FIFO as the core: %v", err)
 	}
 }

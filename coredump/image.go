@@ -129,7 +129,7 @@ func (im *Image) ELF() (*elf.File, error) {
 			im.file, im.fileErr = safeNewELF(bytes.NewReader(buf))
 			return
 		}
-		f, err := os.Open(im.HostPath)
+		f, err := openRegular(im.HostPath)
 		if err != nil {
 			im.fileErr = err
 			return

@@ -406,3 +406,23 @@ func FuzzCFI(f *testing.F) {
 		}
 	})
 }
+
+// Paths the core names are looked up inside the sysroot, whatever "../"
+// they hold.
+func TestHostPathStaysInSysroot(t *testing.T) {
+	p := &Process{Sysroot: "/srv/root"}
+	for in, want := range map[string]string{
+		"/lib/libc.so.6":            "/srv/root/lib/libc.so.6",
+		"/../../../etc/shadow":      "/srv/root/etc/shadow",
+		"lib/../../../x":            "/srv/root/x",
+		"/usr/bin/server (deleted)": "/srv/root/usr/bin/server",
+		"/a/./b//c/../libfoo.so":    "/srv/root/a/b/libfoo.so",
+	} {
+		if got := p.hostPath(in); got != want {
+			t.Errorf("hostPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := (&Process{}).hostPath("/lib/libc.so.6 (deleted)"); got != "/lib/libc.so.6" {
+		t.Errorf("without a sysroot: %q", got)
+	}
+}
