@@ -75,8 +75,11 @@ func (p *Process) TruncationEffects() []TruncationEffect {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		out = append(out, TruncationEffect{Image: n, Bytes: byImage[n], What: fmt.Sprintf(
-			"%s: %d bytes of its written pages (data, GOT, relocated pointers) are lost; reads there fail", n, byImage[n])})
+		what := fmt.Sprintf("%s: %d bytes of its written pages (data, GOT, relocated pointers) are lost; reads there fail", n, byImage[n])
+		if n == "[vdso]" {
+			what = fmt.Sprintf("[vdso]: %d bytes of the kernel's vDSO are lost; frames in it cannot be named or unwound", byImage[n])
+		}
+		out = append(out, TruncationEffect{Image: n, Bytes: byImage[n], What: what})
 	}
 	if anon > 0 {
 		out = append(out, TruncationEffect{Bytes: anon, What: fmt.Sprintf(
