@@ -1,6 +1,7 @@
 package coredump
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -55,18 +56,19 @@ func compressionOf(head []byte) Compression {
 	return Uncompressed
 }
 
-// zstdMaxWindow bounds the memory the zstd decoder may commit to one
-// frame's window. systemd-coredump compresses with the default level
-// (windows of a few MiB); the bound keeps a hostile header from asking for
-// gigabytes.
-const zstdMaxWindow = 1 << 30
+// maxWindow bounds the memory a decoder may commit to the window (zstd) or
+// dictionary (xz) a stream's header asks for. systemd-coredump compresses
+// with the default levels (windows and dictionaries of a few MiB); even
+// zstd --long=27 and xz -9 fit. The bound keeps a hostile header from
+// asking for gigabytes.
+const maxWindow = 128 << 20
 
 // decompressor returns a stream decoder for c over r.
 func decompressor(c Compression, r io.Reader) (io.Reader, func(), error) {
 	switch c {
 	case Zstd:
 		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(1<<40))
+			zstd.WithDecoderMaxWindow(maxWindow), zstd.WithDecoderMaxMemory(1<<40))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -74,8 +76,15 @@ func decompressor(c Compression, r io.Reader) (io.Reader, func(), error) {
 	case LZ4:
 		return lz4.NewReader(r), func() {}, nil
 	case XZ:
-		cfg := xz.ReaderConfig{DictCap: 1 << 30}
-		d, err := cfg.NewReader(r)
+		// The decoder allocates whatever dictionary a block header asks
+		// for: check the first block's before starting it.
+		br := bufio.NewReaderSize(r, 64)
+		head, _ := br.Peek(xzStreamHeaderLen + xzMaxBlockHeaderLen)
+		if dict, ok := xzFirstDictSize(head); ok && dict > maxWindow {
+			return nil, nil, fmt.Errorf("the xz stream asks for a %d-byte dictionary, more than the %d bytes allowed", dict, maxWindow)
+		}
+		cfg := xz.ReaderConfig{}
+		d, err := cfg.NewReader(br)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -88,6 +97,71 @@ func decompressor(c Compression, r io.Reader) (io.Reader, func(), error) {
 		return d, func() { d.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown compression %v", c)
+}
+
+const (
+	xzStreamHeaderLen   = 12
+	xzMaxBlockHeaderLen = 1024
+	xzFilterLZMA2       = 0x21
+)
+
+// xzFirstDictSize reads the LZMA2 dictionary size of the first block of an
+// xz stream from its block header (xz file format 1.0.4, section 3.1).
+func xzFirstDictSize(b []byte) (uint64, bool) {
+	if len(b) < xzStreamHeaderLen+2 {
+		return 0, false
+	}
+	h := b[xzStreamHeaderLen:]
+	size := (int(h[0]) + 1) * 4
+	if h[0] == 0 || size > len(h) {
+		return 0, false // an index (no block) or a header we do not have
+	}
+	h = h[:size]
+	flags := h[1]
+	pos := 2
+	varint := func() (uint64, bool) {
+		var v uint64
+		for i := 0; i < 9 && pos < len(h); i++ {
+			c := h[pos]
+			pos++
+			v |= uint64(c&0x7f) << (7 * i)
+			if c&0x80 == 0 {
+				return v, true
+			}
+		}
+		return 0, false
+	}
+	if flags&0x40 != 0 { // compressed size present
+		if _, ok := varint(); !ok {
+			return 0, false
+		}
+	}
+	if flags&0x80 != 0 { // uncompressed size present
+		if _, ok := varint(); !ok {
+			return 0, false
+		}
+	}
+	var dict uint64
+	for range int(flags&3) + 1 {
+		id, ok1 := varint()
+		n, ok2 := varint()
+		if !ok1 || !ok2 || n > uint64(len(h)-pos) {
+			return 0, false
+		}
+		if id == xzFilterLZMA2 && n == 1 {
+			c := h[pos]
+			if c > 40 {
+				return 1 << 63, true // invalid: treated as too big
+			}
+			if c == 40 {
+				dict = 1<<32 - 1
+			} else {
+				dict = uint64(2|(c&1)) << (c/2 + 11)
+			}
+		}
+		pos += int(n)
+	}
+	return dict, dict != 0
 }
 
 // decompressCore streams the compressed core in src into a new temporary

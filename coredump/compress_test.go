@@ -230,3 +230,30 @@ func TestCoredumpMetadata(t *testing.T) {
 		}
 	}
 }
+
+// A compressed stream whose header asks for a huge window or dictionary is
+// refused before anything is allocated for it.
+func TestCompressedHugeWindow(t *testing.T) {
+	dir := t.TempDir()
+	// xz: stream header, then a block header whose LZMA2 filter asks for
+	// a 4 GiB dictionary (property byte 40).
+	xzHead := []byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 1, 0x69, 0x22, 0xde, 0x36,
+		0x02, 0x00, 0x21, 0x01, 40, 0, 0, 0, 0, 0, 0, 0}
+	path := filepath.Join(dir, "huge.xz")
+	os.WriteFile(path, xzHead, 0o644)
+	_, err := coredump.Open(path, "", coredump.Options{TempDir: dir})
+	if err == nil || !strings.Contains(err.Error(), "dictionary") {
+		t.Errorf("xz with a 4 GiB dictionary: %v", err)
+	}
+	// zstd: a frame header with a 2 GiB window (window descriptor 0xa8).
+	zHead := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xa8, 0, 0, 0, 0, 0, 0}
+	path = filepath.Join(dir, "huge.zst")
+	os.WriteFile(path, zHead, 0o644)
+	_, err = coredump.Open(path, "", coredump.Options{TempDir: dir})
+	if err == nil || !strings.Contains(err.Error(), "zstd") {
+		t.Errorf("zstd with a 2 GiB window: %v", err)
+	}
+	if left := tempFilesLike(t, dir); len(left) != 0 {
+		t.Errorf("left %v", left)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,9 @@ import (
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
 )
 
 // openFuzzFixtures are the fixtures whose cores seed FuzzOpen: pure Go,
@@ -98,6 +102,12 @@ func FuzzOpen(f *testing.F) {
 		f.Add(shrinkCore(f, s.core, 4096), uint8(i))
 		f.Add(shrinkCore(f, s.core, 0), uint8(i|0x80))
 	}
+	// Compressed cores, as systemd-coredump stores them: the decoders
+	// see hostile streams too.
+	small := shrinkCore(f, seeds[0].core, 0)
+	for _, c := range []coredump.Compression{coredump.Zstd, coredump.LZ4, coredump.XZ} {
+		f.Add(compressBytes(f, small, c), uint8(0))
+	}
 	f.Fuzz(func(t *testing.T, core []byte, which uint8) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "core")
@@ -128,4 +138,27 @@ func FuzzOpen(f *testing.F) {
 			t.Fatal("a truncated core's report does not say so")
 		}
 	})
+}
+
+func compressBytes(tb testing.TB, b []byte, c coredump.Compression) []byte {
+	tb.Helper()
+	var out bytes.Buffer
+	var w io.WriteCloser
+	var err error
+	switch c {
+	case coredump.Zstd:
+		w, err = zstd.NewWriter(&out)
+	case coredump.LZ4:
+		w = lz4.NewWriter(&out)
+	case coredump.XZ:
+		w, err = xz.NewWriter(&out)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w.Write(b)
+	if err := w.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return out.Bytes()
 }
