@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
@@ -191,10 +194,13 @@ func decompressCore(src *os.File, c Compression, dir string) (tmp *os.File, warn
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot create a temporary file for the decompressed core: %w", err)
 	}
-	n, err := io.Copy(tmp, dec)
+	n, extra, err := copyCore(tmp, dec)
+	if extra {
+		warning = fmt.Sprintf("the %s stream goes on past the end of the core its headers describe (%d bytes); the rest is ignored", c, n)
+	}
 	if err != nil {
 		var pe *os.PathError
-		if errors.As(err, &pe) && pe.Path == tmp.Name() {
+		if (errors.As(err, &pe) && pe.Path == tmp.Name()) || errors.Is(err, errNoRoom) {
 			// Writing failed (a full disk): no partial result is useful
 			// enough to hide that.
 			tmp.Close()
@@ -209,4 +215,107 @@ func decompressCore(src *os.File, c Compression, dir string) (tmp *os.File, warn
 		warning = fmt.Sprintf("the %s stream is damaged or cut short after %d decompressed bytes (%v); what was decoded is analysed as a truncated core", c, n, err)
 	}
 	return tmp, warning, nil
+}
+
+// headChunk is how much of a decompressed stream is read before its ELF
+// headers are looked at; the program headers of a core follow the ELF
+// header directly.
+const headChunk = 1 << 20
+
+// copyCore copies the decompressed core from dec to dst, no further than
+// the end of the last segment (or section header) its ELF headers describe:
+// a stream that decompresses to more (a "zip bomb", or garbage after the
+// core) cannot fill the disk. extra reports that such bytes were left
+// unread.
+func copyCore(dst *os.File, dec io.Reader) (n int64, extra bool, err error) {
+	copyTo := func(limit int64) error {
+		if limit <= n {
+			return nil
+		}
+		m, err := io.CopyN(dst, dec, limit-n)
+		n += m
+		return err
+	}
+	done := func(err error) (int64, bool, error) {
+		if err == io.EOF {
+			err = nil
+		}
+		return n, false, err
+	}
+	if err := copyTo(headChunk); err != nil {
+		return done(err)
+	}
+	limit := int64(headChunk) // not a core: openCore will say so
+	if h, ok := coreTableEnds(dst); ok {
+		if err := copyTo(h.progEnd); err != nil {
+			return done(err)
+		}
+		if progs, err := readCoreProgs(dst, n); err == nil {
+			for _, ph := range progs {
+				if end, ok := segmentEnd(ph); ok && end > limit {
+					limit = end
+				}
+			}
+		}
+		if h.xnum {
+			// The kernel writes the section header holding the real
+			// segment count after the last segment.
+			limit = max(limit, min(h.sectEnd, limit+headChunk))
+		}
+	}
+	// A header may claim any size: never fill the file system with it.
+	if room, ok := freeBytes(filepath.Dir(dst.Name())); ok && limit-n > room-minFreeBytes {
+		if err := copyTo(n + max(room-minFreeBytes, 0)); err != nil {
+			return done(err)
+		}
+		return n, false, fmt.Errorf("the decompressed core would take %d bytes; %s has %d free: %w", limit, filepath.Dir(dst.Name()), room, errNoRoom)
+	}
+	if err := copyTo(limit); err != nil {
+		return done(err)
+	}
+	var one [1]byte
+	k, _ := io.ReadFull(dec, one[:])
+	return n, k > 0, nil
+}
+
+// minFreeBytes is left free on the file system a core is decompressed to.
+const minFreeBytes = 256 << 20
+
+var errNoRoom = errors.New("not enough room for the decompressed core")
+
+func freeBytes(dir string) (int64, bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * st.Bsize, true
+}
+
+type tableEnds struct {
+	progEnd, sectEnd int64
+	xnum             bool // e_phnum is PN_XNUM
+}
+
+// coreTableEnds returns where an ELF file's program and section header
+// tables end, when its header describes tables a core could have.
+func coreTableEnds(f io.ReaderAt) (tableEnds, bool) {
+	var eh [64]byte
+	if _, err := f.ReadAt(eh[:], 0); err != nil || string(eh[:4]) != elf.ELFMAG {
+		return tableEnds{}, false
+	}
+	phoff, shoff := le.Uint64(eh[32:]), le.Uint64(eh[40:])
+	phentsize, phnum := uint64(le.Uint16(eh[54:])), uint64(le.Uint16(eh[56:]))
+	shentsize, shnum := uint64(le.Uint16(eh[58:])), uint64(le.Uint16(eh[60:]))
+	xnum := phnum == 0xffff
+	if xnum { // PN_XNUM: the real count is in section header 0
+		phnum = maxCoreSegments
+	}
+	if phoff > maxCoreOffset || shoff > maxCoreOffset || phentsize > 256 || shentsize > 256 {
+		return tableEnds{}, false
+	}
+	t := tableEnds{progEnd: int64(phoff + phentsize*phnum), xnum: xnum}
+	if shoff != 0 {
+		t.sectEnd = int64(shoff + shentsize*max(shnum, 1))
+	}
+	return t, true
 }

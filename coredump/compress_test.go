@@ -257,3 +257,31 @@ func TestCompressedHugeWindow(t *testing.T) {
 		t.Errorf("left %v", left)
 	}
 }
+
+// Bytes a stream decompresses to past the end of the core its headers
+// describe are not written out: a "zip bomb" behind a core cannot fill the
+// disk.
+func TestCompressedTrailingGarbage(t *testing.T) {
+	c := crash(t, "go-nil-map")
+	data, err := os.ReadFile(c.Core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	padded := filepath.Join(dir, "padded")
+	os.WriteFile(padded, append(data, make([]byte, 64<<20)...), 0o644)
+	z := filepath.Join(dir, "core.zst")
+	compressFile(t, padded, z, coredump.Zstd)
+	os.Remove(padded)
+	p, err := coredump.Open(z, c.Binary, coredump.Options{TempDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.CoreSize != int64(len(data)) || p.Truncation != nil {
+		t.Errorf("decompressed %d bytes of a %d-byte core (truncation %v)", p.CoreSize, len(data), p.Truncation)
+	}
+	if !containsWith(p.Warnings, "goes on past the end of the core") {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+}

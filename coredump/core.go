@@ -243,7 +243,7 @@ func (p *Process) warnUnusableImages() {
 
 // maxCoreSegments bounds the program header table; the kernel writes one
 // header per mapping, and vm.max_map_count defaults to 65530.
-const maxCoreSegments = 1 << 22
+const maxCoreSegments = 1 << 20
 
 // readCoreProgs reads a 64-bit little-endian core's program headers. Cores
 // need nothing else from the ELF structure, so a damaged section header
@@ -267,7 +267,7 @@ func readCoreProgs(f io.ReaderAt, size int64) ([]elf.ProgHeader, error) {
 		}
 		phnum = uint64(le.Uint32(sh[:]))
 	}
-	if phentsize < 56 || phnum == 0 || phnum > maxCoreSegments {
+	if phentsize < 56 || phentsize > 256 || phnum == 0 || phnum > maxCoreSegments {
 		return nil, fmt.Errorf("program header table of %d entries of %d bytes", phnum, phentsize)
 	}
 	if phoff > uint64(size) || phnum*phentsize > uint64(size)-phoff {
