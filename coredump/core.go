@@ -162,6 +162,9 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("core of machine %s: only x86-64 and aarch64 are supported", elf.Machine(le.Uint16(ident[18:])))}
 	}
 	progs, err := readCoreProgs(f, size)
+	if errors.Is(err, errHeadersCut) {
+		return nil, &InputError{Path: corePath, Msg: "truncated core", Err: err}
+	}
 	if err != nil {
 		return nil, &InputError{Path: corePath, Msg: "malformed ELF headers", Err: err}
 	}
@@ -251,7 +254,7 @@ const maxCoreSegments = 1 << 20
 func readCoreProgs(f io.ReaderAt, size int64) ([]elf.ProgHeader, error) {
 	var eh [64]byte
 	if _, err := f.ReadAt(eh[:], 0); err != nil {
-		return nil, fmt.Errorf("ELF header: %w", err)
+		return nil, fmt.Errorf("the core is cut short inside its 64-byte ELF header (%d bytes present): %w", size, errHeadersCut)
 	}
 	phoff := le.Uint64(eh[32:])
 	phentsize := uint64(le.Uint16(eh[54:]))
@@ -271,7 +274,8 @@ func readCoreProgs(f io.ReaderAt, size int64) ([]elf.ProgHeader, error) {
 		return nil, fmt.Errorf("program header table of %d entries of %d bytes", phnum, phentsize)
 	}
 	if phoff > uint64(size) || phnum*phentsize > uint64(size)-phoff {
-		return nil, fmt.Errorf("program header table (%d entries at offset %#x) runs past the end of the %d-byte file", phnum, phoff, size)
+		return nil, fmt.Errorf("the core is cut short inside its program header table (%d entries at offset %#x, %d bytes present): %w",
+			phnum, phoff, size, errHeadersCut)
 	}
 	table := make([]byte, phnum*phentsize)
 	if _, err := f.ReadAt(table, int64(phoff)); err != nil {
@@ -288,6 +292,8 @@ func readCoreProgs(f io.ReaderAt, size int64) ([]elf.ProgHeader, error) {
 	}
 	return progs, nil
 }
+
+var errHeadersCut = errors.New("nothing can be analysed")
 
 // maxCoreOffset bounds the file offsets a segment may claim: an offset or
 // size past it is corrupt, not a big core (and would overflow int64).
