@@ -3,10 +3,11 @@ package coredump
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/go-delve/delve/pkg/proc"
-	"github.com/go-delve/delve/pkg/proc/core"
+	delvecore "github.com/go-delve/delve/pkg/proc/core"
 )
 
 // delveState holds Delve's view of a core, opened once on first use.
@@ -42,7 +43,7 @@ func (p *Process) Delve() (*proc.Target, error) {
 			st.err = errors.New("delve: no executable")
 			return
 		}
-		grp, err := core.OpenCore(p.coreFilePath(), p.Exe.HostPath, nil)
+		grp, err := openCoreQuietly(p.coreFilePath(), p.Exe.HostPath)
 		if err != nil {
 			st.err = fmt.Errorf("delve: %w", err)
 			return
@@ -54,3 +55,22 @@ func (p *Process) Delve() (*proc.Target, error) {
 }
 
 type delveKey struct{}
+
+var stderrMu sync.Mutex
+
+// openCoreQuietly opens Delve's core target with os.Stderr pointed away:
+// Delve prints "Warning: no debug info found" there for binaries without
+// DWARF, which the report already says in its own words.
+func openCoreQuietly(core, exe string) (*proc.TargetGroup, error) {
+	stderrMu.Lock()
+	defer stderrMu.Unlock()
+	if null, err := os.Open(os.DevNull); err == nil {
+		saved := os.Stderr
+		os.Stderr = null
+		defer func() {
+			os.Stderr = saved
+			null.Close()
+		}()
+	}
+	return delvecore.OpenCore(core, exe, nil)
+}

@@ -200,6 +200,7 @@ func (im *Image) Symbols() []Symbol {
 		if l, err := f.DynamicSymbols(); err == nil {
 			add(l)
 		}
+		add(im.goFuncSymbols(f))
 		sort.SliceStable(im.syms, func(i, j int) bool {
 			a, b := im.syms[i], im.syms[j]
 			if a.Addr != b.Addr {

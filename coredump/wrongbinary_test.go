@@ -96,3 +96,26 @@ func TestWrongBinaryCPIE(t *testing.T) {
 	}
 	wantMismatch(t, c.Core, rebuilt, "gnu")
 }
+
+// A stripped Go executable (-s -w) still names its functions, from
+// .gopclntab, at the addresses the unstripped build has them: pure Go
+// (internally linked) and cgo (externally linked, where the Go text does not
+// start at .text).
+func TestStrippedGoSymbols(t *testing.T) {
+	for _, fx := range []string{"go-nil-field", "cgo-null-write"} {
+		full := open(t, crash(t, fx).Core, crash(t, fx).Binary)
+		sc := crashVariant(t, fx, fixtures.Variant{Strip: true})
+		p := open(t, sc.Core, sc.Binary)
+		for _, name := range []string{"main.main", "runtime.sigpanic", "runtime.gopanic", "runtime.schedule"} {
+			want, ok1 := full.Exe.LookupSymbol(name)
+			got, ok2 := p.Exe.LookupSymbol(name)
+			if !ok1 || !ok2 || got.Addr != want.Addr || got.Size < want.Size || got.Size > want.Size+64 { // pclntab sizes include alignment padding
+				t.Errorf("%s: %s stripped %#x+%d (%v), unstripped %#x+%d (%v)", fx, name, got.Addr, got.Size, ok2, want.Addr, want.Size, ok1)
+			}
+		}
+		im, sym, ok := p.Symbolize(p.Threads[0].Regs.PC())
+		if !ok || !im.IsExe || !strings.HasPrefix(sym.Name, "runtime.") {
+			t.Errorf("%s: first thread's pc %#x in %v %q", fx, p.Threads[0].Regs.PC(), im, sym.Name)
+		}
+	}
+}

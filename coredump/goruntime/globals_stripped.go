@@ -3,7 +3,6 @@ package goruntime
 import (
 	"debug/elf"
 	"debug/gosym"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -93,73 +92,15 @@ func newCodeIndex(img *coredump.Image, l *Layout) (*codeIndex, error) {
 	if text == nil {
 		return nil, errors.New("no .text section")
 	}
-	pclnSec, pcln, err := img.Section(".gopclntab")
+	textOff, err := l.Off("runtime.moduledata", "text")
 	if err != nil {
-		return nil, err
+		textOff = coredump.ModuledataTextOffset
 	}
-	start, err := goTextStart(f, pclnSec.Addr, pcln, l)
-	if err != nil {
-		return nil, err
-	}
-	tab, err := safeGosym(pcln, start)
+	tab, err := coredump.GoFuncTable(f, textOff)
 	if err != nil {
 		return nil, err
 	}
 	return &codeIndex{tab: tab, text: text, arch: f.Machine}, nil
-}
-
-// goTextStart is the address function entries in .gopclntab are relative
-// to: runtime.text, which is .text's start in internally linked binaries but
-// lies after the C start-up code in externally linked ones. Go 1.18-1.25
-// record it in the pcHeader; Go 1.26 leaves it zero there, so it is read
-// from runtime.firstmoduledata, found as the data word that points at the
-// pcHeader.
-func goTextStart(f *elf.File, pclnAddr uint64, pcln []byte, l *Layout) (uint64, error) {
-	if len(pcln) < 32 {
-		return 0, errors.New(".gopclntab too short")
-	}
-	magic := binary.LittleEndian.Uint32(pcln)
-	if magic != 0xfffffff0 && magic != 0xfffffff1 {
-		return 0, fmt.Errorf(".gopclntab magic %#x is not Go 1.18 or later", magic)
-	}
-	if ts := binary.LittleEndian.Uint64(pcln[24:]); ts != 0 {
-		return ts, nil
-	}
-	textOff, err := l.Off("runtime.moduledata", "text")
-	if err != nil {
-		return 0, fmt.Errorf("runtime.text unknown: %w", err)
-	}
-	funcnameOff := binary.LittleEndian.Uint64(pcln[32:])
-	// Go 1.26 gives it a section of its own (.go.module); before, it
-	// sits in .noptrdata; external linkers may merge either.
-	for _, sec := range f.Sections {
-		if sec.Type != elf.SHT_PROGBITS || sec.Flags&elf.SHF_ALLOC == 0 || sec.Flags&elf.SHF_WRITE == 0 || sec.Size > 1<<28 {
-			continue
-		}
-		b, err := sec.Data()
-		if err != nil {
-			continue
-		}
-		for off := 0; off+int(textOff)+8 <= len(b); off += 8 {
-			if binary.LittleEndian.Uint64(b[off:]) != pclnAddr || binary.LittleEndian.Uint64(b[off+8:]) != pclnAddr+funcnameOff {
-				continue
-			}
-			text := binary.LittleEndian.Uint64(b[off+int(textOff):])
-			if s := f.Section(".text"); s != nil && text >= s.Addr && text < s.Addr+s.Size {
-				return text, nil
-			}
-		}
-	}
-	return 0, errors.New("runtime.firstmoduledata not found in the data sections")
-}
-
-func safeGosym(pcln []byte, text uint64) (t *gosym.Table, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			t, err = nil, fmt.Errorf("malformed .gopclntab: %v", r)
-		}
-	}()
-	return gosym.NewTable(nil, gosym.NewLineTable(pcln, text))
 }
 
 // maxFuncBytes bounds the code read for one function; the ones the rules
