@@ -336,3 +336,60 @@ func goBuildID(t *testing.T, bin string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// A stripped build (-ldflags=-s -w) of a fixture gets the same crash story
+// as the full build — the signal, the first finding's class, the crashing
+// function — and the report says what is unavailable without DWARF.
+func TestStrippedReportsCLI(t *testing.T) {
+	type story struct {
+		signal, code, class, function string
+		goroutines                    int
+	}
+	storyOf := func(t *testing.T, c *fixtures.Crash) (story, report.Report) {
+		r := runCommand(t, c.Fixture.Name+" "+c.Variant.String(), "--json", c.Core, c.Binary)
+		var rep report.Report
+		if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &rep) != nil {
+			t.Fatalf("%s %s: exit %d\n%s", c.Fixture.Name, c.Variant, r.code, r.stderr)
+		}
+		var s story
+		if sig := rep.Signal; sig != nil {
+			s.signal, s.code = sig.Name, sig.Code
+		}
+		if len(rep.Findings) > 0 {
+			s.class = rep.Findings[0].Class
+			if l := rep.Findings[0].Location; l != nil {
+				s.function = l.Function
+			}
+		}
+		if rep.Goroutines != nil {
+			s.goroutines = rep.Goroutines.Total
+		}
+		return s, rep
+	}
+	told := 0
+	for _, name := range []string{"go-nil-field", "go-index-range", "go-panic-wrapped", "cgo-null-write", "go-concurrent-map"} {
+		full, _ := storyOf(t, fixtureCrash(t, name, fixtures.Default))
+		stripped, rep := storyOf(t, fixtureCrash(t, name, fixtures.Variant{Strip: true}))
+		if !strings.Contains(full.function, ".") {
+			// A C function: -s removes C symbols too, so the stripped
+			// build can only name it by module and offset.
+			full.function, stripped.function = "", ""
+		}
+		if stripped != full {
+			t.Errorf("%s: stripped build's story %+v, full build's %+v", name, stripped, full)
+		}
+		if full.class != "" {
+			told++
+		}
+		dwarfNote := false
+		for _, n := range rep.Notes {
+			dwarfNote = dwarfNote || strings.Contains(n, "no DWARF")
+		}
+		if !dwarfNote {
+			t.Errorf("%s: the stripped report does not say DWARF is missing: %q", name, rep.Notes)
+		}
+	}
+	if told < 2 {
+		t.Errorf("only %d fixtures got a finding at all", told)
+	}
+}
