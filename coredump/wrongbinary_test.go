@@ -102,14 +102,26 @@ func TestWrongBinaryCPIE(t *testing.T) {
 // (internally linked) and cgo (externally linked, where the Go text does not
 // start at .text).
 func TestStrippedGoSymbols(t *testing.T) {
-	for _, fx := range []string{"go-nil-field", "cgo-null-write"} {
-		full := open(t, crash(t, fx).Core, crash(t, fx).Binary)
-		sc := crashVariant(t, fx, fixtures.Variant{Strip: true})
+	for _, x := range []struct {
+		name string
+		v    fixtures.Variant
+	}{
+		{"go-nil-field", fixtures.Variant{}},
+		{"cgo-null-write", fixtures.Variant{}},
+		{"cgo-null-write", fixtures.Variant{CC: "musl-gcc"}},
+		{"go-nil-field", fixtures.Variant{PIE: true}},
+	} {
+		fx := x.name + " " + x.v.String()
+		fc := crashVariant(t, x.name, x.v)
+		full := open(t, fc.Core, fc.Binary)
+		sv := x.v
+		sv.Strip = true
+		sc := crashVariant(t, x.name, sv)
 		p := open(t, sc.Core, sc.Binary)
 		for _, name := range []string{"main.main", "runtime.sigpanic", "runtime.gopanic", "runtime.schedule"} {
 			want, ok1 := full.Exe.LookupSymbol(name)
 			got, ok2 := p.Exe.LookupSymbol(name)
-			if !ok1 || !ok2 || got.Addr != want.Addr || got.Size < want.Size || got.Size > want.Size+64 { // pclntab sizes include alignment padding
+			if !ok1 || !ok2 || got.Addr-p.Exe.Bias != want.Addr-full.Exe.Bias || got.Size < want.Size || got.Size > want.Size+64 { // pclntab sizes include alignment padding
 				t.Errorf("%s: %s stripped %#x+%d (%v), unstripped %#x+%d (%v)", fx, name, got.Addr, got.Size, ok2, want.Addr, want.Size, ok1)
 			}
 		}

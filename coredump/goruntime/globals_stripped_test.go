@@ -69,8 +69,17 @@ func TestStrippedGlobals(t *testing.T) {
 // says: allglen equals len(allgs), allm's procid is a thread of the core,
 // m0.g0 is g0, argc counts the arguments and iscgo says cgo.
 func TestStrippedGlobalsOfStrippedBuild(t *testing.T) {
-	for _, fx := range []string{"go-nil-field", "cgo-null-write"} {
-		c := fixtureCrash(t, fx, fixtures.Variant{Strip: true})
+	for _, x := range []struct {
+		fx string
+		v  fixtures.Variant
+	}{
+		{"go-nil-field", fixtures.Variant{Strip: true}},
+		{"cgo-null-write", fixtures.Variant{Strip: true}},
+		{"cgo-null-write", fixtures.Variant{Strip: true, CC: "musl-gcc"}}, // static, externally linked
+		{"go-nil-field", fixtures.Variant{Strip: true, PIE: true}},
+	} {
+		fx := x.fx + " " + x.v.String()
+		c := fixtureCrash(t, x.fx, x.v)
 		p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
 		if err != nil {
 			t.Fatal(err)
