@@ -93,38 +93,63 @@ func fuzzFixtures(tb testing.TB) []openSeed {
 	return openSeeds
 }
 
-// FuzzOpen opens mutated fixture cores and builds the full report on
-// whatever opens: no panic may escape, every failure must be one of the
-// package's typed input errors, and the report must render.
+// FuzzOpen opens mutated fixture cores and exercises everything the
+// coredump package offers on them: threads, memory at their stacks,
+// symbols, CFI unwinding, images, truncation effects. No panic may escape
+// and every failure must be one of the package's typed input errors.
 func FuzzOpen(f *testing.F) {
-	seeds := fuzzFixtures(f)
-	for i, s := range seeds {
-		f.Add(shrinkCore(f, s.core, 4096), uint8(i))
-		f.Add(shrinkCore(f, s.core, 0), uint8(i|0x80))
-	}
-	// Compressed cores, as systemd-coredump stores them: the decoders
-	// see hostile streams too.
-	small := shrinkCore(f, seeds[0].core, 0)
-	for _, c := range []coredump.Compression{coredump.Zstd, coredump.LZ4, coredump.XZ} {
-		f.Add(compressBytes(f, small, c), uint8(0))
-	}
+	seeds := addOpenSeeds(f)
 	f.Fuzz(func(t *testing.T, core []byte, which uint8) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "core")
-		if err := os.WriteFile(path, core, 0o600); err != nil {
-			t.Fatal(err)
+		p := openFuzzed(t, seeds, core, which)
+		if p == nil {
+			return
 		}
-		exe := seeds[int(which&0x7f)%len(seeds)].bin
-		if which&0x80 != 0 {
-			exe = "" // the executable the core names
-		}
-		p, err := coredump.Open(path, exe, coredump.Options{TempDir: dir})
-		if err != nil {
-			var in *coredump.InputError
-			var mis *coredump.BuildIDMismatchError
-			if !errors.As(err, &in) && !errors.As(err, &mis) {
-				t.Fatalf("untyped error: %T %v", err, err)
+		defer p.Close()
+		for i, th := range p.Threads {
+			if i == 64 {
+				break
 			}
+			pc, sp := th.Regs.PC(), th.Regs.SP()
+			p.Symbolize(pc)
+			buf := make([]byte, 256)
+			if n, err := p.ReadMemory(buf, sp); n < len(buf) {
+				if _, ok := coredump.AsMemoryError(err); !ok {
+					t.Fatalf("short read at sp %#x without a *MemoryError: %v", sp, err)
+				}
+			}
+			p.ReadCString(sp, 64)
+			p.Readable(sp, 4096)
+			regs := coredump.NewDwarfRegs(th.Regs)
+			for k := 0; k < 16 && regs != nil; k++ {
+				step, err := p.UnwindCFI(regs, k == 0)
+				if err != nil {
+					break
+				}
+				regs = step.Caller
+			}
+		}
+		for i, im := range p.Images {
+			if i == 32 {
+				break
+			}
+			im.Symbols()
+			im.Section(".eh_frame")
+		}
+		effects := p.TruncationEffects()
+		if (p.Truncation == nil) != (effects == nil) {
+			t.Fatalf("truncation %v with effects %v", p.Truncation, effects)
+		}
+	})
+}
+
+// FuzzReport builds the full report (Go runtime, memory, findings, Delve
+// for DWARF-level facts) on mutated cores and renders it. Each run opens
+// Delve, so it is slow: run it for a time, not a count.
+func FuzzReport(f *testing.F) {
+	seeds := addOpenSeeds(f)
+	f.Fuzz(func(t *testing.T, core []byte, which uint8) {
+		p := openFuzzed(t, seeds, core, which)
+		if p == nil {
 			return
 		}
 		defer p.Close()
@@ -138,6 +163,45 @@ func FuzzOpen(f *testing.F) {
 			t.Fatal("a truncated core's report does not say so")
 		}
 	})
+}
+
+func addOpenSeeds(f *testing.F) []openSeed {
+	seeds := fuzzFixtures(f)
+	for i, s := range seeds {
+		f.Add(shrinkCore(f, s.core, 4096), uint8(i))
+		f.Add(shrinkCore(f, s.core, 0), uint8(i|0x80))
+	}
+	// Compressed cores, as systemd-coredump stores them: the decoders
+	// see hostile streams too.
+	small := shrinkCore(f, seeds[0].core, 0)
+	for _, c := range []coredump.Compression{coredump.Zstd, coredump.LZ4, coredump.XZ} {
+		f.Add(compressBytes(f, small, c), uint8(0))
+	}
+	return seeds
+}
+
+// openFuzzed writes core to a file and opens it with the executable which
+// selects; it returns nil when Open refused it with a typed error.
+func openFuzzed(t *testing.T, seeds []openSeed, core []byte, which uint8) *coredump.Process {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "core")
+	if err := os.WriteFile(path, core, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exe := seeds[int(which&0x7f)%len(seeds)].bin
+	if which&0x80 != 0 {
+		exe = "" // the executable the core names
+	}
+	p, err := coredump.Open(path, exe, coredump.Options{TempDir: dir})
+	if err != nil {
+		var in *coredump.InputError
+		var mis *coredump.BuildIDMismatchError
+		if !errors.As(err, &in) && !errors.As(err, &mis) {
+			t.Fatalf("untyped error: %T %v", err, err)
+		}
+		return nil
+	}
+	return p
 }
 
 func compressBytes(tb testing.TB, b []byte, c coredump.Compression) []byte {
