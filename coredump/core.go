@@ -316,7 +316,7 @@ func (p *Process) loadMappings(loads []elf.ProgHeader, size int64) {
 	var expected int64
 	bad := 0
 	for _, ph := range loads {
-		end, ok := segmentEnd(ph)
+		_, ok := segmentEnd(ph)
 		if !ok || ph.Memsz == 0 || ph.Vaddr+ph.Memsz < ph.Vaddr {
 			if ph.Memsz != 0 || !ok {
 				bad++
@@ -325,9 +325,6 @@ func (p *Process) loadMappings(loads []elf.ProgHeader, size int64) {
 		}
 		m := &Mapping{Start: ph.Vaddr, End: ph.Vaddr + ph.Memsz, Perm: permOf(ph.Flags),
 			Dumped: min(ph.Filesz, ph.Memsz), coreOff: int64(ph.Off)}
-		if m.Dumped > 0 && end > expected {
-			expected = end
-		}
 		if end := int64(ph.Off) + int64(m.Dumped); m.Dumped > 0 && end > size {
 			m.Missing = uint64(end - max(size, int64(ph.Off)))
 		}
@@ -337,6 +334,13 @@ func (p *Process) loadMappings(loads []elf.ProgHeader, size int64) {
 	p.Mappings, dropped = sortMappings(p.Mappings)
 	if dropped+bad > 0 {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("%d overlapping, empty or malformed segments in the core were ignored", dropped+bad))
+	}
+	// The size the core should have: the end of the last byte a kept
+	// mapping uses (bytes past a segment's memory size serve nothing).
+	for _, m := range p.Mappings {
+		if end := m.coreOff + int64(m.Dumped); m.Dumped > 0 && end > expected {
+			expected = end
+		}
 	}
 	if expected > size {
 		p.Truncation = &Truncation{FileSize: size, ExpectedSize: expected}
