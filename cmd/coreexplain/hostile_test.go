@@ -23,6 +23,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/klauspost/compress/zstd"
 )
 
 var (
@@ -391,5 +392,34 @@ func TestStrippedReportsCLI(t *testing.T) {
 	}
 	if told < 2 {
 		t.Errorf("only %d fixtures got a finding at all", told)
+	}
+}
+
+// `coreexplain core.zst BINARY` prints what `coreexplain core BINARY`
+// prints, plus the line saying how the core was stored.
+func TestCompressedCoreCLI(t *testing.T) {
+	c := fixtureCrash(t, "go-nil-field", fixtures.Default)
+	plain := runCommand(t, "plain core", c.Core, c.Binary)
+	z := filepath.Join(t.TempDir(), "core.zst")
+	data, err := os.ReadFile(c.Core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := zstd.NewWriter(nil)
+	if err := os.WriteFile(z, enc.EncodeAll(data, nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCommand(t, "zstd core", z, c.Binary)
+	var kept []string
+	stored := false
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(l, "stored ") {
+			stored = strings.Contains(l, "zstd-compressed")
+			continue
+		}
+		kept = append(kept, l)
+	}
+	if r.code != exitOK || !stored || strings.Join(kept, "\n") != plain.stdout {
+		t.Errorf("zstd core: exit %d, stored line %v; output differs from the plain core's:\n%s\n--- plain:\n%s", r.code, stored, r.stdout, plain.stdout)
 	}
 }
