@@ -271,6 +271,12 @@ func TestUnusableInputsCLI(t *testing.T) {
 	arm[18], arm[19] = byte(elf.EM_RISCV), 0
 	class32 := append([]byte(nil), core[:4096]...)
 	class32[elf.EI_CLASS] = byte(elf.ELFCLASS32)
+	bin, err := os.ReadFile(c.Binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	armBin := append([]byte(nil), bin...)
+	armBin[18], armBin[19] = byte(elf.EM_AARCH64), 0
 	noNotes := append([]byte(nil), core...)
 	for i := 0; i < int(le16(noNotes[56:])); i++ {
 		e := noNotes[64+56*i:]
@@ -293,6 +299,7 @@ func TestUnusableInputsCLI(t *testing.T) {
 		{"a missing core", []string{filepath.Join(dir, "nope"), c.Binary}, "no such file"},
 		{"a text file as the binary", []string{c.Core, write("notelf", []byte("#!/bin/sh\n"))}, "not a 64-bit ELF file"},
 		{"a missing binary", []string{c.Core, filepath.Join(dir, "nobin")}, "no such file"},
+		{"a binary of another architecture", []string{c.Core, write("armbin", armBin)}, "the executable is for EM_AARCH64, the core for EM_X86_64"},
 		{"the core as the binary", []string{c.Core, c.Core}, "core file, not the executable"},
 		{"a zstd file that is not a core", []string{write("junk.zst", []byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0}), c.Binary}, "zstd"},
 	} {
