@@ -79,14 +79,7 @@ var (
 func fuzzFixtures(tb testing.TB) []openSeed {
 	openSeedsOnce.Do(func() {
 		for _, name := range openFuzzFixtures {
-			fx, err := fixtures.Load(name)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			c, err := fx.Crash(fixtures.Default)
-			if err != nil {
-				tb.Fatal(err)
-			}
+			c := fixtures.MustCrash(tb, name, fixtures.Default)
 			openSeeds = append(openSeeds, openSeed{c.Core, c.Binary})
 		}
 	})

@@ -27,15 +27,7 @@ func seedCores(tb testing.TB) []string {
 	tb.Helper()
 	var out []string
 	for _, name := range fixtureCores {
-		fx, err := fixtures.Load(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		c, err := fx.Crash(fixtures.Default)
-		if err != nil {
-			tb.Fatalf("fixture %s: %v", name, err)
-		}
-		out = append(out, c.Core)
+		out = append(out, fixtures.MustCrash(tb, name, fixtures.Default).Core)
 	}
 	return out
 }

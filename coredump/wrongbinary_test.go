@@ -13,15 +13,7 @@ import (
 
 func crashVariant(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash {
 	t.Helper()
-	f, err := fixtures.Load(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := f.Crash(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return fixtures.MustCrash(t, name, v)
 }
 
 // wantMismatch opens core with the wrong exe and checks the refusal names

@@ -109,15 +109,7 @@ func oneLine(stderr string) bool {
 
 func fixtureCrash(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash {
 	t.Helper()
-	f, err := fixtures.Load(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := f.Crash(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return fixtures.MustCrash(t, name, v)
 }
 
 // truncationCuts are the percentages a core is cut at.

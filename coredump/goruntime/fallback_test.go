@@ -28,15 +28,7 @@ var requestFixtures = []string{"go-nil-field", "cgo-null-write", "go-concurrent-
 
 func fixtureCrash(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash {
 	t.Helper()
-	f, err := fixtures.Load(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := f.Crash(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return fixtures.MustCrash(t, name, v)
 }
 
 // recordedRequests runs the report on the fixtures' cores built with v and

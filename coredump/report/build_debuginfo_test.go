@@ -11,14 +11,7 @@ import (
 
 func notesOf(t *testing.T, name string, v fixtures.Variant) []string {
 	t.Helper()
-	f, err := fixtures.Load(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := f.Crash(v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := fixtures.MustCrash(t, name, v)
 	p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
 	if err != nil {
 		t.Fatal(err)
