@@ -176,7 +176,11 @@ func (im *Image) Symbols() []Symbol {
 		if err != nil {
 			return
 		}
-		seen := map[string]bool{}
+		type symKey struct {
+			name string
+			addr uint64
+		}
+		seen := map[symKey]bool{}
 		add := func(list []elf.Symbol) {
 			for _, s := range list {
 				typ := elf.ST_TYPE(s.Info)
@@ -186,7 +190,7 @@ func (im *Image) Symbols() []Symbol {
 				if typ != elf.STT_FUNC && typ != elf.STT_OBJECT && typ != elf.STT_GNU_IFUNC && typ != elf.STT_NOTYPE {
 					continue
 				}
-				key := fmt.Sprintf("%s@%x", s.Name, s.Value)
+				key := symKey{s.Name, s.Value}
 				if seen[key] {
 					continue
 				}
