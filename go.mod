@@ -4,7 +4,10 @@ go 1.26.0
 
 require (
 	github.com/go-delve/delve v1.27.2
+	github.com/klauspost/compress v1.20.3
+	github.com/pierrec/lz4/v4 v4.1.33
 	github.com/spf13/pflag v1.1.0
+	github.com/ulikunitz/xz v0.5.17
 	golang.org/x/arch v0.32.0
 )
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 )
@@ -21,6 +22,9 @@ type Options struct {
 	// Force accepts an executable whose build ID differs from the one in the
 	// core.
 	Force bool
+	// TempDir is where a compressed core is decompressed to ("" = the
+	// system's temporary directory); the file is removed by Close.
+	TempDir string
 }
 
 // InputError reports an input that cannot be analysed at all: not a core,
@@ -65,16 +69,64 @@ const maxNoteBytes = 256 << 20
 // produced it; when empty, the executable recorded in the core is used if it
 // exists (under opts.Sysroot) and its build ID matches.
 func Open(corePath, exePath string, opts Options) (*Process, error) {
+	// Stat before opening: opening a FIFO would block until a writer
+	// comes.
+	if st, err := os.Stat(corePath); err != nil {
+		return nil, &InputError{Path: corePath, Msg: "cannot open core", Err: err}
+	} else if !st.Mode().IsRegular() {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("not a regular file (%s); save the core to a file first", kindOfFile(st.Mode()))}
+	}
 	f, err := os.Open(corePath)
 	if err != nil {
 		return nil, &InputError{Path: corePath, Msg: "cannot open core", Err: err}
 	}
-	p, err := openCore(f, corePath, exePath, opts)
+	comp, tmp, warning, err := maybeDecompress(f, corePath, opts.TempDir)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	if tmp != nil {
+		f.Close()
+		f = tmp
+	}
+	p, err := openCore(f, corePath, exePath, opts)
+	if err != nil {
+		f.Close()
+		if tmp != nil {
+			os.Remove(tmp.Name())
+		}
+		return nil, err
+	}
+	p.Compression = comp
+	if tmp != nil {
+		p.coreFile = tmp.Name()
+		p.OnClose(func() error { return os.Remove(tmp.Name()) })
+		if warning != "" {
+			p.Warnings = append(p.Warnings, warning)
+		}
+	}
+	p.Coredump = readCoredumpMeta(corePath)
 	return p, nil
+}
+
+// maybeDecompress decompresses a compressed core into a temporary file;
+// for a plain core it returns a nil file.
+func maybeDecompress(f *os.File, corePath, dir string) (Compression, *os.File, string, error) {
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return Uncompressed, nil, "", nil // openCore says what is wrong
+	}
+	var head [8]byte
+	n, _ := f.ReadAt(head[:], 0)
+	c := compressionOf(head[:n])
+	if c == Uncompressed {
+		return c, nil, "", nil
+	}
+	tmp, warning, err := decompressCore(f, c, dir)
+	if err != nil {
+		return c, nil, "", &InputError{Path: corePath, Msg: fmt.Sprintf("cannot decompress the %s-compressed core", c), Err: err}
+	}
+	return c, tmp, warning, nil
 }
 
 func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, err error) {
@@ -91,61 +143,57 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 		return nil, &InputError{Path: corePath, Msg: "not a regular file"}
 	}
 	size := st.Size()
-	var magic [4]byte
-	if _, err := f.ReadAt(magic[:], 0); err != nil || string(magic[:]) != elf.ELFMAG {
-		return nil, &InputError{Path: corePath, Msg: "not an ELF core file (" + describeMagic(magic[:], size) + ")"}
+	var ident [20]byte
+	n, _ := f.ReadAt(ident[:], 0)
+	if n < len(ident) || string(ident[:4]) != elf.ELFMAG {
+		return nil, &InputError{Path: corePath, Msg: "not an ELF core file (" + describeMagic(ident[:min(n, 4)], size) + ")"}
 	}
-	ef, err := elf.NewFile(f)
+	// Judge the identity from the raw header first: debug/elf's errors
+	// about a foreign layout would not tell the user what is wrong.
+	class, data := elf.Class(ident[elf.EI_CLASS]), elf.Data(ident[elf.EI_DATA])
+	if class != elf.ELFCLASS64 || data != elf.ELFDATA2LSB {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("%s %s ELF file: only 64-bit little-endian cores are supported", class, data)}
+	}
+	if typ := elf.Type(le.Uint16(ident[16:])); typ != elf.ET_CORE {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("ELF file of type %s, not a core dump (did you swap CORE and BINARY?)", typ)}
+	}
+	arch := archOf(elf.Machine(le.Uint16(ident[18:])))
+	if arch == ArchUnknown {
+		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("core of machine %s: only x86-64 and aarch64 are supported", elf.Machine(le.Uint16(ident[18:])))}
+	}
+	progs, err := readCoreProgs(f, size)
+	if errors.Is(err, errHeadersCut) {
+		return nil, &InputError{Path: corePath, Msg: "truncated core", Err: err}
+	}
 	if err != nil {
 		return nil, &InputError{Path: corePath, Msg: "malformed ELF headers", Err: err}
 	}
-	if ef.Type != elf.ET_CORE {
-		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("ELF file of type %s, not a core dump (did you swap CORE and BINARY?)", ef.Type)}
-	}
-	if ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB {
-		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("%s %s core: only 64-bit little-endian cores are supported", ef.Class, ef.Data)}
-	}
-	arch := archOf(ef.Machine)
-	if arch == ArchUnknown {
-		return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("core of machine %s: only x86-64 and aarch64 are supported", ef.Machine)}
-	}
 	p = &Process{Arch: arch, Core: corePath, CoreSize: size, Sysroot: opts.Sysroot}
 
-	var expected int64
-	var noteProgs []*elf.Prog
-	for _, ph := range ef.Progs {
-		end := int64(ph.Off + ph.Filesz)
-		if ph.Filesz > 0 && end > expected {
-			expected = end
-		}
+	var noteProgs, loads []elf.ProgHeader
+	for _, ph := range progs {
 		switch ph.Type {
 		case elf.PT_NOTE:
 			noteProgs = append(noteProgs, ph)
 		case elf.PT_LOAD:
-			if ph.Memsz == 0 || ph.Vaddr+ph.Memsz < ph.Vaddr {
-				continue
-			}
-			m := &Mapping{Start: ph.Vaddr, End: ph.Vaddr + ph.Memsz, Perm: permOf(ph.Flags),
-				Dumped: min(ph.Filesz, ph.Memsz), coreOff: int64(ph.Off)}
-			if end := int64(ph.Off) + int64(m.Dumped); m.Dumped > 0 && end > size {
-				m.Missing = uint64(end - max(size, int64(ph.Off)))
-			}
-			p.Mappings = append(p.Mappings, m)
+			loads = append(loads, ph)
 		}
 	}
 	if len(noteProgs) == 0 {
 		return nil, &InputError{Path: corePath, Msg: "core has no note segment: no threads, no registers"}
 	}
-	var dropped int
-	p.Mappings, dropped = sortMappings(p.Mappings)
-	if dropped > 0 {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("%d overlapping or empty segments in the core were ignored", dropped))
+	p.loadMappings(loads, size)
+	for _, ph := range noteProgs {
+		if end, ok := segmentEnd(ph); ok && end > size && p.Truncation == nil {
+			p.Truncation = &Truncation{FileSize: size, ExpectedSize: end}
+		} else if !ok {
+			return nil, &InputError{Path: corePath, Msg: fmt.Sprintf("note segment at offset %#x of %d bytes lies beyond any possible file", ph.Off, ph.Filesz)}
+		}
 	}
-	if expected > size {
-		p.Truncation = &Truncation{FileSize: size, ExpectedSize: expected}
-		for _, m := range p.Mappings {
-			if m.Missing > 0 {
-				p.Truncation.Segments = append(p.Truncation.Segments, m)
+	if p.Truncation != nil {
+		for _, ph := range noteProgs {
+			if end, _ := segmentEnd(ph); end > p.Truncation.ExpectedSize {
+				p.Truncation.ExpectedSize = end
 			}
 		}
 	}
@@ -168,7 +216,140 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 		p.Close()
 		return nil, err
 	}
+	p.warnUnusableImages()
 	return p, nil
+}
+
+// warnUnusableImages names the libraries whose files on this machine (or
+// under the sysroot) cannot stand in for the ones the process had mapped:
+// nothing is read from them, so their code, symbols and unwind tables are
+// unavailable.
+func (p *Process) warnUnusableImages() {
+	where := "on this machine"
+	if p.Sysroot != "" {
+		where = "under " + p.Sysroot
+	}
+	for _, im := range p.Images {
+		if im.IsExe {
+			continue
+		}
+		switch {
+		case im.Status == ImageMismatch:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s differs from the file the process had mapped (%s); nothing is read from it: its code, symbols and unwind tables are unavailable (pass --sysroot with the target's files)",
+				im.Path, im.Note))
+		case im.Status == ImageMissing && !im.CoreIDs.Empty():
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s (build ID %s) is not %s: its code, symbols and unwind tables are unavailable",
+				im.Path, im.CoreIDs, where))
+		}
+	}
+}
+
+// maxCoreSegments bounds the program header table; the kernel writes one
+// header per mapping, and vm.max_map_count defaults to 65530.
+const maxCoreSegments = 1 << 20
+
+// readCoreProgs reads a 64-bit little-endian core's program headers. Cores
+// need nothing else from the ELF structure, so a damaged section header
+// table (which cores do not use) does not stop the analysis.
+func readCoreProgs(f io.ReaderAt, size int64) ([]elf.ProgHeader, error) {
+	var eh [64]byte
+	if _, err := f.ReadAt(eh[:], 0); err != nil {
+		return nil, fmt.Errorf("the core is cut short inside its 64-byte ELF header (%d bytes present): %w", size, errHeadersCut)
+	}
+	phoff := le.Uint64(eh[32:])
+	phentsize := uint64(le.Uint16(eh[54:]))
+	phnum := uint64(le.Uint16(eh[56:]))
+	if phnum == 0xffff { // PN_XNUM: the count is in section header 0's sh_info
+		shoff := le.Uint64(eh[40:])
+		var sh [4]byte
+		if shoff > uint64(size) || shoff+48 > uint64(size) {
+			return nil, fmt.Errorf("e_phnum is PN_XNUM but section header 0 at %#x is outside the file", shoff)
+		}
+		if _, err := f.ReadAt(sh[:], int64(shoff)+44); err != nil {
+			return nil, fmt.Errorf("section header 0: %w", err)
+		}
+		phnum = uint64(le.Uint32(sh[:]))
+	}
+	if phentsize < 56 || phentsize > 256 || phnum == 0 || phnum > maxCoreSegments {
+		return nil, fmt.Errorf("program header table of %d entries of %d bytes", phnum, phentsize)
+	}
+	if phoff > uint64(size) || phnum*phentsize > uint64(size)-phoff {
+		return nil, fmt.Errorf("the core is cut short inside its program header table (%d entries at offset %#x, %d bytes present): %w",
+			phnum, phoff, size, errHeadersCut)
+	}
+	table := make([]byte, phnum*phentsize)
+	if _, err := f.ReadAt(table, int64(phoff)); err != nil {
+		return nil, fmt.Errorf("program headers: %w", err)
+	}
+	progs := make([]elf.ProgHeader, phnum)
+	for i := range progs {
+		e := table[uint64(i)*phentsize:]
+		progs[i] = elf.ProgHeader{
+			Type: elf.ProgType(le.Uint32(e[0:])), Flags: elf.ProgFlag(le.Uint32(e[4:])),
+			Off: le.Uint64(e[8:]), Vaddr: le.Uint64(e[16:]), Paddr: le.Uint64(e[24:]),
+			Filesz: le.Uint64(e[32:]), Memsz: le.Uint64(e[40:]), Align: le.Uint64(e[48:]),
+		}
+	}
+	return progs, nil
+}
+
+var errHeadersCut = errors.New("nothing can be analysed")
+
+// maxCoreOffset bounds the file offsets a segment may claim: an offset or
+// size past it is corrupt, not a big core (and would overflow int64).
+const maxCoreOffset = 1 << 56
+
+// segmentEnd is the file offset just past the bytes of segment ph; ok is
+// false when the header's numbers cannot describe a real file.
+func segmentEnd(ph elf.ProgHeader) (end int64, ok bool) {
+	if ph.Off > maxCoreOffset || ph.Filesz > maxCoreOffset {
+		return 0, false
+	}
+	return int64(ph.Off + ph.Filesz), true
+}
+
+// loadMappings turns the core's PT_LOAD headers into the address space: one
+// Mapping per segment, with how many of its bytes the file of size bytes
+// holds, and records the truncation when the file is shorter than the
+// segments say.
+func (p *Process) loadMappings(loads []elf.ProgHeader, size int64) {
+	var expected int64
+	bad := 0
+	for _, ph := range loads {
+		_, ok := segmentEnd(ph)
+		if !ok || ph.Memsz == 0 || ph.Vaddr+ph.Memsz < ph.Vaddr {
+			if ph.Memsz != 0 || !ok {
+				bad++
+			}
+			continue
+		}
+		m := &Mapping{Start: ph.Vaddr, End: ph.Vaddr + ph.Memsz, Perm: permOf(ph.Flags),
+			Dumped: min(ph.Filesz, ph.Memsz), coreOff: int64(ph.Off)}
+		if end := int64(ph.Off) + int64(m.Dumped); m.Dumped > 0 && end > size {
+			m.Missing = uint64(end - max(size, int64(ph.Off)))
+		}
+		p.Mappings = append(p.Mappings, m)
+	}
+	var dropped int
+	p.Mappings, dropped = sortMappings(p.Mappings)
+	if dropped+bad > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%d overlapping, empty or malformed segments in the core were ignored", dropped+bad))
+	}
+	// The size the core should have: the end of the last byte a kept
+	// mapping uses (bytes past a segment's memory size serve nothing).
+	for _, m := range p.Mappings {
+		if end := m.coreOff + int64(m.Dumped); m.Dumped > 0 && end > expected {
+			expected = end
+		}
+	}
+	if expected > size {
+		p.Truncation = &Truncation{FileSize: size, ExpectedSize: expected}
+		for _, m := range p.Mappings {
+			if m.Missing > 0 {
+				p.Truncation.Segments = append(p.Truncation.Segments, m)
+			}
+		}
+	}
 }
 
 func describeMagic(b []byte, size int64) string {
@@ -201,7 +382,7 @@ func permOf(f elf.ProgFlag) Perm {
 	return p
 }
 
-func (p *Process) readNotes(f *os.File, progs []*elf.Prog, size int64) error {
+func (p *Process) readNotes(f *os.File, progs []elf.ProgHeader, size int64) error {
 	for _, ph := range progs {
 		want := int64(ph.Filesz)
 		if want > maxNoteBytes {
@@ -226,6 +407,17 @@ func (p *Process) readNotes(f *os.File, progs []*elf.Prog, size int64) error {
 		notes, err := parseNotes(buf, int64(ph.Off))
 		if err != nil && have == want {
 			p.Warnings = append(p.Warnings, "notes: "+err.Error())
+		}
+		if p.notesDamage == "" {
+			// Delve parses the note segment itself and sizes buffers
+			// by the notes' own length fields: it only gets cores whose
+			// notes we found intact.
+			switch {
+			case have < want:
+				p.notesDamage = "the note segment is cut short by the truncation"
+			case err != nil:
+				p.notesDamage = err.Error()
+			}
 		}
 		if err := p.applyNotes(notes); err != nil {
 			return err
@@ -279,15 +471,24 @@ func (p *Process) applyNotes(notes []note) error {
 	return nil
 }
 
-// attachFileNames gives each mapping the file NT_FILE says backs it.
+// attachFileNames gives each mapping the file NT_FILE says backs it: the
+// entry whose range holds the mapping's start. Both lists are walked once
+// in address order, so a hostile NT_FILE of overlapping entries costs no
+// more than a real one.
 func (p *Process) attachFileNames() {
-	for _, fm := range p.Files {
-		for m := p.FindMapping(fm.Start); m != nil && m.Start < fm.End; m = p.FindMapping(m.End) {
-			if m.Path == "" {
+	files := append([]FileMapping(nil), p.Files...)
+	sort.SliceStable(files, func(i, j int) bool { return files[i].Start < files[j].Start })
+	j := 0
+	for _, m := range p.Mappings {
+		for j < len(files) && files[j].End <= m.Start && files[j].Start <= m.Start {
+			j++
+		}
+		// Real entries do not overlap; look a few ahead for the one
+		// holding m.Start in case earlier ones end before it.
+		for k := j; k < len(files) && k < j+8 && files[k].Start <= m.Start; k++ {
+			if fm := files[k]; m.Start < fm.End && m.Path == "" {
 				m.Path = fm.Path
 				m.Offset = fm.Offset + (m.Start - fm.Start)
-			}
-			if m.End >= fm.End {
 				break
 			}
 		}
@@ -300,7 +501,9 @@ func (p *Process) hostPath(target string) string {
 	if p.Sysroot == "" {
 		return target
 	}
-	return filepath.Join(p.Sysroot, target)
+	// Clean against the root first: a path with "../" in the core must not
+	// lead out of the sysroot.
+	return filepath.Join(p.Sysroot, filepath.Clean("/"+target))
 }
 
 // coreHeaderPage returns the copy of an image's first page that the core
@@ -320,6 +523,10 @@ func (p *Process) coreHeaderPage(m *Mapping) []byte {
 	return b
 }
 
+// maxImages bounds the files examined as images; a real process maps a few
+// hundred at most, and each costs a stat and a read of the file on disk.
+const maxImages = 4096
+
 // loadImages finds the ELF images among the file mappings and the vDSO.
 func (p *Process) loadImages() {
 	byPath := map[string][]*Mapping{}
@@ -332,6 +539,10 @@ func (p *Process) loadImages() {
 			order = append(order, m.Path)
 		}
 		byPath[m.Path] = append(byPath[m.Path], m)
+	}
+	if len(order) > maxImages {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the core maps %d files; only the first %d are examined as ELF images", len(order), maxImages))
+		order = order[:maxImages]
 	}
 	for _, path := range order {
 		if im := p.newFileImage(path, byPath[path]); im != nil {
@@ -428,7 +639,7 @@ func (p *Process) newFileImage(path string, maps []*Mapping) *Image {
 	}
 	if im.HostPath != "" && im.Status == 0 {
 		if fh, err := parseELFHeader(fileHdr); err == nil {
-			if hf, err := os.Open(im.HostPath); err == nil {
+			if hf, err := openRegular(im.HostPath); err == nil {
 				im.FileIDs = buildIDsFromNotes(fh, hf, false)
 				hf.Close()
 			}
@@ -465,8 +676,41 @@ func verifyImage(im *Image, coreHdr, fileHdr []byte) ImageStatus {
 	return ImageMismatch
 }
 
+// openRegular opens a regular file, refusing anything else without
+// opening it: the paths come from the core (hostile) and opening a FIFO or
+// a device such as /dev/tty, or reading /proc/kmsg, would block.
+func openRegular(path string) (*os.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, kindOfFile(st.Mode()))
+	}
+	for _, dir := range []string{"/proc/", "/sys/", "/dev/"} {
+		if strings.HasPrefix(path, dir) {
+			return nil, fmt.Errorf("%s is a kernel pseudo-file, not read", path)
+		}
+	}
+	return os.Open(path)
+}
+
+func kindOfFile(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
+}
+
 func readFileHead(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -525,7 +769,7 @@ func (p *Process) pickExecutable(exePath string, force bool) error {
 		return &InputError{Path: exePath, Msg: "this is a core file, not the executable"}
 	}
 	var ids BuildIDs
-	if f, err := os.Open(abs); err == nil {
+	if f, err := openRegular(abs); err == nil {
 		ids = buildIDsFromNotes(fh, f, false)
 		f.Close()
 	}
@@ -591,8 +835,16 @@ func (c *coreMemory) readCore(m *Mapping, b []byte, addr uint64) error {
 	off := addr - m.Start
 	avail := m.Dumped - m.Missing
 	if off+uint64(len(b)) > avail {
+		// Serve the part the file still holds, then say where it ends:
+		// callers count the bytes before the error's address as read.
+		if off < avail {
+			if err := c.readCore(m, b[:avail-off], addr); err != nil {
+				return err
+			}
+		}
 		if off+uint64(len(b)) <= m.Dumped || off < m.Dumped {
-			return &MemoryError{Addr: max(addr, m.Start+avail), Reason: Truncated, Mapping: m}
+			return &MemoryError{Addr: max(addr, m.Start+avail), Reason: Truncated, Mapping: m,
+				Detail: fmt.Sprintf("the core file ends at byte %d", c.size)}
 		}
 		return &MemoryError{Addr: addr, Reason: NotDumped, Mapping: m}
 	}
@@ -601,8 +853,8 @@ func (c *coreMemory) readCore(m *Mapping, b []byte, addr uint64) error {
 		copy(b, c.data[pos:pos+int64(len(b))])
 		return nil
 	}
-	if _, err := c.f.ReadAt(b, pos); err != nil {
-		return &MemoryError{Addr: addr, Reason: Truncated, Mapping: m, Detail: err.Error()}
+	if n, err := c.f.ReadAt(b, pos); err != nil {
+		return &MemoryError{Addr: addr + uint64(n), Reason: Truncated, Mapping: m, Detail: err.Error()}
 	}
 	return nil
 }

@@ -3,10 +3,11 @@ package coredump
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/go-delve/delve/pkg/proc"
-	"github.com/go-delve/delve/pkg/proc/core"
+	delvecore "github.com/go-delve/delve/pkg/proc/core"
 )
 
 // delveState holds Delve's view of a core, opened once on first use.
@@ -34,11 +35,15 @@ func (p *Process) Delve() (*proc.Target, error) {
 				st.err = fmt.Errorf("delve: internal error opening the core: %v", r)
 			}
 		}()
+		if p.notesDamage != "" {
+			st.err = fmt.Errorf("delve: not opened on a core whose notes are damaged (%s)", p.notesDamage)
+			return
+		}
 		if p.Exe == nil || p.Exe.HostPath == "" {
 			st.err = errors.New("delve: no executable")
 			return
 		}
-		grp, err := core.OpenCore(p.Core, p.Exe.HostPath, nil)
+		grp, err := openCoreQuietly(p.coreFilePath(), p.Exe.HostPath)
 		if err != nil {
 			st.err = fmt.Errorf("delve: %w", err)
 			return
@@ -50,3 +55,22 @@ func (p *Process) Delve() (*proc.Target, error) {
 }
 
 type delveKey struct{}
+
+var stderrMu sync.Mutex
+
+// openCoreQuietly opens Delve's core target with os.Stderr pointed away:
+// Delve prints "Warning: no debug info found" there for binaries without
+// DWARF, which the report already says in its own words.
+func openCoreQuietly(core, exe string) (*proc.TargetGroup, error) {
+	stderrMu.Lock()
+	defer stderrMu.Unlock()
+	if null, err := os.Open(os.DevNull); err == nil {
+		saved := os.Stderr
+		os.Stderr = null
+		defer func() {
+			os.Stderr = saved
+			null.Close()
+		}()
+	}
+	return delvecore.OpenCore(core, exe, nil)
+}

@@ -103,6 +103,10 @@ func (im *Image) ID() BuildIDs {
 	return im.FileIDs
 }
 
+// maxInMemoryImage bounds the size of an image read from the process's
+// memory; the vDSO is a few pages.
+const maxInMemoryImage = 16 << 20
+
 // ELF opens the image's ELF file: the file on this machine, or for the vDSO
 // the bytes in the process's memory. It fails when the file is missing or a
 // different build.
@@ -113,6 +117,10 @@ func (im *Image) ELF() (*elf.File, error) {
 			return
 		}
 		if im.Status == ImageInMemory {
+			if im.End-im.Base > maxInMemoryImage {
+				im.fileErr = fmt.Errorf("%s: %d bytes mapped, more than an in-memory image (the vDSO) can be", im.Path, im.End-im.Base)
+				return
+			}
 			buf := make([]byte, im.End-im.Base)
 			if _, err := im.proc.ReadMemory(buf, im.Base); err != nil {
 				im.fileErr = fmt.Errorf("%s: %w", im.Path, err)
@@ -121,7 +129,7 @@ func (im *Image) ELF() (*elf.File, error) {
 			im.file, im.fileErr = safeNewELF(bytes.NewReader(buf))
 			return
 		}
-		f, err := os.Open(im.HostPath)
+		f, err := openRegular(im.HostPath)
 		if err != nil {
 			im.fileErr = err
 			return
@@ -168,7 +176,11 @@ func (im *Image) Symbols() []Symbol {
 		if err != nil {
 			return
 		}
-		seen := map[string]bool{}
+		type symKey struct {
+			name string
+			addr uint64
+		}
+		seen := map[symKey]bool{}
 		add := func(list []elf.Symbol) {
 			for _, s := range list {
 				typ := elf.ST_TYPE(s.Info)
@@ -178,7 +190,7 @@ func (im *Image) Symbols() []Symbol {
 				if typ != elf.STT_FUNC && typ != elf.STT_OBJECT && typ != elf.STT_GNU_IFUNC && typ != elf.STT_NOTYPE {
 					continue
 				}
-				key := fmt.Sprintf("%s@%x", s.Name, s.Value)
+				key := symKey{s.Name, s.Value}
 				if seen[key] {
 					continue
 				}
@@ -192,6 +204,7 @@ func (im *Image) Symbols() []Symbol {
 		if l, err := f.DynamicSymbols(); err == nil {
 			add(l)
 		}
+		add(im.goFuncSymbols(f))
 		sort.SliceStable(im.syms, func(i, j int) bool {
 			a, b := im.syms[i], im.syms[j]
 			if a.Addr != b.Addr {

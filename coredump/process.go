@@ -51,15 +51,33 @@ type Process struct {
 	CoreSize   int64
 	Truncation *Truncation
 	Sysroot    string
+	// Compression is how the core file was compressed; a compressed core
+	// is read from a decompressed temporary copy that Close removes, and
+	// CoreSize is the decompressed size.
+	Compression Compression
+	// Coredump is what systemd-coredump recorded about the crash next to
+	// the core (nil when nothing was recorded).
+	Coredump *CoredumpMeta
 
 	// Warnings are problems met while opening that do not stop the
 	// analysis (a library that differs from the one mapped, ...).
 	Warnings []string
 
 	src      memorySource
-	closers  []func() error
-	extCache map[any]any
-	extMu    sync.Mutex
+	coreFile string // the uncompressed core read, when not Core itself
+	// notesDamage says why the notes are not intact ("" when they are).
+	notesDamage string
+	closers     []func() error
+	extCache    map[any]any
+	extMu       sync.Mutex
+}
+
+// coreFilePath is the path of the uncompressed core file.
+func (p *Process) coreFilePath() string {
+	if p.coreFile != "" {
+		return p.coreFile
+	}
+	return p.Core
 }
 
 // Live reports whether the process is a running one rather than a core.

@@ -75,5 +75,9 @@ func (b *Binary) Setting(key string) string {
 // "runtime.allgs".
 func (b *Binary) Symbol(name string) (uint64, bool) {
 	s, ok := b.Image.LookupSymbol(name)
+	if !ok && b.Stripped {
+		g, ok := b.StrippedGlobal(name)
+		return g.Addr, ok
+	}
 	return s.Addr, ok
 }

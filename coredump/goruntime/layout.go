@@ -41,6 +41,17 @@ type Field struct {
 	sub    *dwarf.StructType
 }
 
+// layoutRequests, when set, hears every name asked of any Layout. The
+// fallback-table generator and its drift test (fallback_gen_test.go) use it
+// to learn exactly what the runtime readers need.
+var layoutRequests func(kind, typ, path string)
+
+func noteRequest(kind, typ, path string) {
+	if layoutRequests != nil {
+		layoutRequests(kind, typ, path)
+	}
+}
+
 // ErrNoField is wrapped by the errors of lookups that miss.
 var ErrNoField = errors.New("no such field")
 
@@ -114,6 +125,7 @@ func newLayoutFromDWARF(f *elf.File, v GoVersion) (*Layout, error) {
 
 // Struct returns the layout of the named runtime struct type.
 func (l *Layout) Struct(name string) (*Struct, error) {
+	noteRequest("struct", name, "")
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if s, ok := l.structs[name]; ok {
@@ -175,6 +187,7 @@ func structFromDWARF(name string, st *dwarf.StructType) *Struct {
 // Field returns the member called name, which may be a dotted path into
 // nested structs ("sched.sp", "stack.lo").
 func (s *Struct) Field(path string) (Field, error) {
+	noteRequest("field", s.Name, path)
 	cur := s
 	var off int64
 	parts := strings.Split(path, ".")
@@ -225,6 +238,7 @@ func (l *Layout) Off(typ, path string) (int64, error) {
 
 // Const returns the value of a runtime constant such as "runtime._Grunning".
 func (l *Layout) Const(name string) (int64, bool) {
+	noteRequest("const", name, "")
 	if l.d == nil {
 		return l.tables.constOf(name)
 	}
@@ -235,6 +249,7 @@ func (l *Layout) Const(name string) (int64, bool) {
 // Consts returns every constant whose name starts with prefix, e.g.
 // "runtime.waitReason" or "runtime._G".
 func (l *Layout) Consts(prefix string) map[string]int64 {
+	noteRequest("consts", prefix, "")
 	out := map[string]int64{}
 	src := l.consts
 	if l.d == nil {

@@ -30,6 +30,8 @@ func Build(p *coredump.Process, opts Options) *Report {
 		r.Notes = append([]string{fmt.Sprintf("core truncated: %d of %d bytes missing; %d mappings lost their bytes",
 			t.MissingBytes, t.ExpectedBytes, len(t.Mappings))}, r.Notes...)
 	}
+	addTruncationEffects(p, r)
+	addDebugInfoNotes(p, r)
 	return r
 }
 
@@ -41,6 +43,7 @@ func buildInput(p *coredump.Process) Input {
 	if p.Live() {
 		in.LivePID = p.PID
 	}
+	buildCoredump(p, &in)
 	if t := p.Truncation; t != nil {
 		tr := &Truncation{FileBytes: t.FileSize, ExpectedBytes: t.ExpectedSize, MissingBytes: t.MissingBytes(),
 			NotesMissing: t.NotesMissing, Mappings: []string{}}

@@ -10,6 +10,9 @@ import (
 func WriteMarkdown(w io.Writer, r *Report) {
 	p := r.Process
 	fmt.Fprintf(w, "## coreexplain: %s (pid %d)\n\n", p.Exe, p.PID)
+	if l := coredumpLine(r.Input); l != "" {
+		fmt.Fprintf(w, "**Stored:** %s\n\n", l)
+	}
 	if sig := r.Signal; sig != nil {
 		fmt.Fprintf(w, "**Signal:** %s %s", sig.Name, sig.Code)
 		if sig.Addr != nil {

@@ -44,6 +44,11 @@ type Input struct {
 	CoreBytes int64  `json:"core_bytes,omitempty"`
 	// Truncated is set when the core file is shorter than its headers say.
 	Truncated *Truncation `json:"truncated,omitempty"`
+	// Compression is how the core file was compressed ("zstd", "lz4",
+	// "xz", "gzip"), "" for a plain core.
+	Compression string `json:"compression,omitempty"`
+	// Coredump is what systemd-coredump recorded next to the core.
+	Coredump *Coredump `json:"coredump,omitempty"`
 	// FrozenMillis is how long a live process was stopped.
 	FrozenMillis float64 `json:"frozen_ms,omitempty"`
 }
@@ -55,6 +60,9 @@ type Truncation struct {
 	MissingBytes  int64    `json:"missing_bytes"`
 	Mappings      []string `json:"mappings"` // the mappings whose bytes are missing
 	NotesMissing  bool     `json:"notes_missing,omitempty"`
+	// Affected lists the answers the missing bytes take away (threads
+	// whose stacks are lost, images whose data is lost, ...).
+	Affected []string `json:"affected,omitempty"`
 }
 
 // Process describes the process as a whole.

@@ -66,6 +66,9 @@ func (t *textWriter) header(r *Report, s style) {
 		t.printf(", %s %s", p.Libc.Flavor, p.Libc.Linkage)
 	}
 	t.printf(")\n")
+	if l := coredumpLine(r.Input); l != "" {
+		t.printf("%s %s\n", s.bold("stored "), wrapText(l, textWidth-8, "        "))
+	}
 	if sig := r.Signal; sig != nil {
 		line := fmt.Sprintf("%s %s", sig.Name, sig.Code)
 		if sig.Addr != nil {
