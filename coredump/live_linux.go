@@ -194,6 +194,8 @@ type liveMemory struct {
 	stopStart time.Time
 	stopEnd   time.Time
 	cache     map[uint64][]byte // pages read while stopped
+	pagemap   *os.File          // /proc/PID/pagemap, opened for writing a core
+	noPagemap bool
 }
 
 // maxCachedPages bounds the page cache of a stopped process (256 MiB).
@@ -762,6 +764,12 @@ func (lm *liveMemory) close() error {
 	if cerr := lm.mem.Close(); err == nil {
 		err = cerr
 	}
+	lm.mu.Lock()
+	if lm.pagemap != nil {
+		lm.pagemap.Close()
+		lm.pagemap = nil
+	}
+	lm.mu.Unlock()
 	return err
 }
 

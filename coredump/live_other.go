@@ -38,3 +38,7 @@ func (p *Process) Stopped() bool { return false }
 
 // Frozen is how long a live process was stopped.
 func (p *Process) Frozen() time.Duration { return 0 }
+
+func (p *Process) coreContents(opts CoreOptions) (*coreContents, error) {
+	return nil, errLiveUnsupported
+}
