@@ -186,6 +186,7 @@ type liveMemory struct {
 	opMu    sync.Mutex
 	cancel  atomic.Bool
 	stopped atomic.Bool
+	closed  bool // under opMu: Close was called, Stop refuses
 	tr      *tracer
 	// threads is used on the tracer thread only.
 	threads map[int]*tracee
@@ -389,6 +390,9 @@ func (lm *liveMemory) refreshMappings() error {
 func (lm *liveMemory) stop() error {
 	lm.opMu.Lock()
 	defer lm.opMu.Unlock()
+	if lm.closed {
+		return liveErr(lm.pid, "stop", errClosed)
+	}
 	if lm.stopped.Load() {
 		return nil
 	}
@@ -528,6 +532,16 @@ func (lm *liveMemory) waitStopped(deadline time.Time) error {
 		if lm.cancel.Load() {
 			return errStopInterrupted
 		}
+		if time.Now().After(deadline) {
+			e := &stopTimeoutError{pid: lm.pid, timeout: lm.stopTimeout}
+			for _, t := range lm.threads {
+				if t.state == tsRunning {
+					e.tids = append(e.tids, t.tid)
+				}
+			}
+			sort.Ints(e.tids)
+			return e
+		}
 		wpid, ws, err := wait4(-1, syscall.WNOHANG)
 		switch {
 		case err == syscall.ECHILD:
@@ -544,16 +558,6 @@ func (lm *liveMemory) waitStopped(deadline time.Time) error {
 			lm.noteStatus(wpid, ws)
 			backoff = 20 * time.Microsecond
 			continue
-		}
-		if time.Now().After(deadline) {
-			e := &stopTimeoutError{pid: lm.pid, timeout: lm.stopTimeout}
-			for _, t := range lm.threads {
-				if t.state == tsRunning {
-					e.tids = append(e.tids, t.tid)
-				}
-			}
-			sort.Ints(e.tids)
-			return e
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 2*time.Millisecond)
@@ -759,8 +763,14 @@ func (lm *liveMemory) servable(m *Mapping, from, to uint64) bool {
 	return m.Perm&PermRead != 0 && !kernelOnly(m)
 }
 
+var errClosed = errors.New("the process was closed")
+
 func (lm *liveMemory) close() error {
-	err := lm.detach()
+	lm.cancel.Store(true)
+	lm.opMu.Lock()
+	lm.closed = true
+	err := lm.detachLocked()
+	lm.opMu.Unlock()
 	if cerr := lm.mem.Close(); err == nil {
 		err = cerr
 	}

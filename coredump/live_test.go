@@ -29,32 +29,11 @@ func startService(t testing.TB, name string) *fixtures.Service {
 	return s
 }
 
-// assertRunning fails unless every thread of the service is alive and not
-// stopped (neither by a tracer, 't', nor by job control, 'T') and no
-// tracer is attached.
+// assertRunning fails unless the service runs on, untraced.
 func assertRunning(t testing.TB, s *fixtures.Service, when string) {
 	t.Helper()
-	if done, err := s.Exited(); done {
-		t.Fatalf("%s: the service died: %v\n%s", when, err, s.Output())
-	}
-	pid := s.PID()
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		t.Fatalf("%s: %v", when, err)
-	}
-	for _, e := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, e.Name()))
-		if err != nil {
-			continue
-		}
-		st := b[strings.LastIndexByte(string(b), ')')+2]
-		if st == 't' || st == 'T' {
-			t.Errorf("%s: thread %s is in state %c", when, e.Name(), st)
-		}
-	}
-	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if !strings.Contains(string(status), "\nTracerPid:\t0\n") {
-		t.Errorf("%s: still traced:\n%s", when, status)
+	if err := s.Running(); err != nil {
+		t.Fatalf("%s: %v\n%s", when, err, s.Output())
 	}
 }
 
