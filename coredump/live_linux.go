@@ -77,7 +77,7 @@ func OpenLive(pid int, opts LiveOptions) (*Process, error) {
 	}
 	p := &Process{Arch: hostArch(), PID: pid, PPID: st.ppid, UID: st.uid, Command: st.name, src: lm}
 	lm.p = p
-	if err := lm.open(opts); err != nil {
+	if err := lm.open(opts, true); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -202,7 +202,9 @@ type liveMemory struct {
 // maxCachedPages bounds the page cache of a stopped process (256 MiB).
 const maxCachedPages = 1 << 16
 
-func (lm *liveMemory) open(opts LiveOptions) error {
+// open reads the process's static facts. needExe says whether a process
+// whose executable cannot be read is an error.
+func (lm *liveMemory) open(opts LiveOptions, needExe bool) error {
 	p, pid := lm.p, lm.pid
 	switch {
 	case opts.Sysroot != "":
@@ -233,13 +235,15 @@ func (lm *liveMemory) open(opts LiveOptions) error {
 	if entry, ok := p.Auxv.Lookup(AT_ENTRY); ok {
 		p.Exe = p.FindImage(entry)
 	}
-	if p.Exe == nil {
+	switch {
+	case p.Exe == nil && needExe:
 		return liveErr(pid, "cannot find its executable among its mappings", nil)
-	}
-	if !p.Exe.Status.Usable() {
+	case p.Exe == nil:
+	case !p.Exe.Status.Usable() && needExe:
 		return liveErr(pid, fmt.Sprintf("its executable %s cannot be read: %s", p.Exe.Path, p.Exe.statusText()), nil)
+	default:
+		p.Exe.IsExe = true
 	}
-	p.Exe.IsExe = true
 	return nil
 }
 

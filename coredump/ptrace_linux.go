@@ -47,6 +47,7 @@ const (
 type tracer struct {
 	reqs chan func()
 	done chan struct{}
+	tid  int // the tracer thread
 }
 
 func newTracer() (*tracer, error) {
@@ -72,6 +73,7 @@ func (t *tracer) start(started chan<- error) {
 		runtime.UnlockOSThread()
 		return
 	}
+	t.tid = syscall.Gettid()
 	started <- nil
 	for f := range t.reqs {
 		f()
@@ -80,8 +82,13 @@ func (t *tracer) start(started chan<- error) {
 	// Return without UnlockOSThread: the thread exits with the goroutine.
 }
 
-// do runs f on the tracer thread and returns its error.
+// do runs f on the tracer thread and returns its error. Called from the
+// tracer thread itself (only its locked goroutine runs there), it runs f
+// at once.
 func (t *tracer) do(f func() error) error {
+	if syscall.Gettid() == t.tid {
+		return f()
+	}
 	errc := make(chan error, 1)
 	select {
 	case t.reqs <- func() { errc <- f() }:

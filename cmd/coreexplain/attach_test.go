@@ -33,6 +33,40 @@ func startService(t *testing.T, name string) *fixtures.Service {
 	return s
 }
 
+var cli struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// buildCLI builds the coreexplain binary once per test run.
+func buildCLI(t *testing.T) string {
+	t.Helper()
+	cli.once.Do(func() {
+		cli.dir, cli.err = os.MkdirTemp("", "coreexplain-cli")
+		if cli.err != nil {
+			return
+		}
+		cli.path = filepath.Join(cli.dir, "coreexplain")
+		if out, err := exec.Command("go", "build", "-o", cli.path, ".").CombinedOutput(); err != nil {
+			cli.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if cli.err != nil {
+		t.Fatal(cli.err)
+	}
+	return cli.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cli.dir != "" {
+		os.RemoveAll(cli.dir)
+	}
+	os.Exit(code)
+}
+
 func assertRunning(t *testing.T, s *fixtures.Service, when string) {
 	t.Helper()
 	if err := s.Running(); err != nil {
@@ -136,10 +170,7 @@ func TestAttachInterruptedOrPanicking(t *testing.T) {
 // always leaves the target running.
 func TestAttachSignalsToBinary(t *testing.T) {
 	s := startService(t, "live-mutex-cgo")
-	bin := filepath.Join(t.TempDir(), "coreexplain")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildCLI(t)
 	sigs := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 	outcomes := map[int]int{}
 	defer func() { t.Logf("exit codes: %v", outcomes) }()
