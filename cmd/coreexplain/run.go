@@ -148,4 +148,3 @@ func inForeground() bool {
 	}
 	return int(pgrp) == syscall.Getpgrp()
 }
-
