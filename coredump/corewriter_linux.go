@@ -142,7 +142,7 @@ func readProcStat(pid, tid int) procStat {
 // zero pages into the target.
 func (lm *liveMemory) dumpRange(m *Mapping, b []byte, addr uint64) (uint64, error) {
 	var present []bool
-	if !m.FileBacked() {
+	if anonymous(m) {
 		present = lm.pagesPresent(addr, uint64(len(b)))
 	}
 	var bad uint64
@@ -161,6 +161,13 @@ func (lm *liveMemory) dumpRange(m *Mapping, b []byte, addr uint64) (uint64, erro
 		off = end
 	}
 	return bad, nil
+}
+
+// anonymous reports private anonymous memory, whose pages the process
+// never touched are zero. Special mappings such as [vdso] are not: their
+// pages exist without appearing in the page tables.
+func anonymous(m *Mapping) bool {
+	return m.Path == "" || m.Path == "[heap]" || strings.HasPrefix(m.Path, "[stack") || strings.HasPrefix(m.Path, "[anon:")
 }
 
 // readOrZero reads b at addr, page by page after a failure, leaving what

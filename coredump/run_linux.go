@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -347,7 +348,8 @@ func (r *runner) writeCore(t *tracee, si *SigInfo, rawSigInfo []byte) (string, *
 	if err := lm.readThreads(); err != nil {
 		return "", nil, err
 	}
-	name := filepath.Join(r.opts.CoreDir, fmt.Sprintf("core.%s.%d", filepath.Base(r.path), r.pid))
+	comm := strings.NewReplacer("/", "_", " ", "_").Replace(st.name)
+	name := filepath.Join(r.opts.CoreDir, fmt.Sprintf("core.%s.%d", comm, r.pid))
 	f, err := os.CreateTemp(r.opts.CoreDir, ".core.*")
 	if err != nil {
 		return "", nil, err
