@@ -48,6 +48,7 @@ func buildCLI(t *testing.T) string {
 		if cli.err != nil {
 			return
 		}
+		os.Chmod(cli.dir, 0o755) // TestAttachNotPermitted runs it as another user
 		cli.path = filepath.Join(cli.dir, "coreexplain")
 		if out, err := exec.Command("go", "build", "-o", cli.path, ".").CombinedOutput(); err != nil {
 			cli.err = fmt.Errorf("go build: %v\n%s", err, out)
@@ -125,6 +126,23 @@ func TestAttachErrors(t *testing.T) {
 		}
 		assertRunning(t, s, fmt.Sprintf("after %q", tc.args))
 	}
+}
+
+// Attaching as a user who may not trace the target fails with a reason and
+// leaves it alone.
+func TestAttachNotPermitted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run coreexplain as another user")
+	}
+	s := startService(t, "live-mutex-cgo")
+	cmd := exec.Command(buildCLI(t), "attach", fmt.Sprint(s.PID()))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	want := fmt.Sprintf("PID %d: not permitted to trace it: it runs as uid 0 and coreexplain as uid 65534", s.PID())
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != exitBadInput || !strings.Contains(string(out), want) {
+		t.Errorf("%v: %s", err, out)
+	}
+	assertRunning(t, s, "after a refused attach")
 }
 
 // A signal to coreexplain while the target is stopped detaches it at
