@@ -5,6 +5,7 @@ package coredump_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -225,4 +226,48 @@ func TestLiveErrors(t *testing.T) {
 	}
 	p.Detach()
 	assertRunning(t, s, "after the double attach")
+}
+
+// BenchmarkStopDetach measures how long a snapshot freezes a live process:
+// stopping every thread, reading registers and the memory map, detaching.
+func BenchmarkStopDetach(b *testing.B) {
+	s := startService(b, "live-mutex-cgo")
+	p, err := coredump.OpenLive(s.PID(), coredump.LiveOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	for b.Loop() {
+		if err := p.Stop(); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Detach(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(p.Threads)), "threads")
+}
+
+// BenchmarkWriteCore measures writing the core of a stopped process.
+func BenchmarkWriteCore(b *testing.B) {
+	s := startService(b, "live-mutex-cgo")
+	p, err := coredump.Attach(s.PID(), coredump.LiveOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	path := filepath.Join(b.TempDir(), "core")
+	var st *coredump.CoreStats
+	for b.Loop() {
+		os.Remove(path)
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st, err = p.WriteCore(f, coredump.CoreOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+	b.SetBytes(int64(st.Memory))
 }
