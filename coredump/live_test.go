@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -270,4 +271,40 @@ func BenchmarkWriteCore(b *testing.B) {
 		f.Close()
 	}
 	b.SetBytes(int64(st.Memory))
+}
+
+// A process stopped by job control before the attach stays stopped after
+// the detach, and runs again on SIGCONT: attach restores what it found.
+func TestLiveJobControlStop(t *testing.T) {
+	s := startService(t, "live-mutex-cgo")
+	if err := s.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, s, 'T')
+	p, err := coredump.Attach(s.PID(), coredump.LiveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Threads) < 2 {
+		t.Errorf("%d threads", len(p.Threads))
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, s, 'T')
+	s.Cmd.Process.Signal(syscall.SIGCONT)
+	waitState(t, s, 'S')
+	assertRunning(t, s, "after SIGCONT")
+}
+
+func waitState(t *testing.T, s *fixtures.Service, want byte) {
+	t.Helper()
+	var st byte
+	for i := 0; i < 200; i++ {
+		if st, _ = s.State(); st == want {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("state %c, want %c", st, want)
 }
