@@ -107,7 +107,7 @@ func printUsage(w io.Writer, c *command, fs *pflag.FlagSet) {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
+			fmt.Fprintf(w, "  %-11s %s\n", n, firstSentence(commands[n].summary))
 		}
 		fmt.Fprintf(w, "\nRun 'coreexplain SUBCOMMAND --help' for a subcommand's flags.\n")
 	}
@@ -132,4 +132,14 @@ func fail(e *env, err error) int {
 	}
 	fmt.Fprintf(e.stderr, "coreexplain: %s\n", strings.TrimSpace(err.Error()))
 	return exitBadInput
+}
+
+// firstSentence is the summary's first sentence on one line, for the list
+// of subcommands.
+func firstSentence(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if i := strings.Index(s, ". "); i >= 0 {
+		s = s[:i+1]
+	}
+	return s
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/memory"
+	"github.com/spf13/pflag"
+)
+
+var sliceFlags struct {
+	core      coreFlags
+	json      bool
+	goroutine int64
+	frame     int
+}
+
+func init() {
+	register(&command{
+		name:  "slice",
+		usage: "slice [flags] CORE [BINARY] (EXPR | ADDR:TYPE)",
+		summary: "Decode a slice header and check that all of its backing array is still valid memory.\n" +
+			"EXPR is a Go expression in a frame's scope (data, cfg.Items); ADDR:TYPE reads the header\n" +
+			"at ADDR as []TYPE; a *[N]T is checked as arr[:].",
+		examples: []string{
+			"coreexplain slice core.1234 ./server data",
+			"coreexplain slice --goroutine 7 --frame 2 core.1234 ./server req.Body",
+			"coreexplain slice core.1234 ./server 0xc000010000:byte",
+		},
+		flags: func(fs *pflag.FlagSet) {
+			f := &sliceFlags
+			fs.Int64Var(&f.goroutine, "goroutine", 0, "evaluate in goroutine `N` (default: the crashing goroutine)")
+			fs.IntVar(&f.frame, "frame", -1, "evaluate in frame `K` of the goroutine (default: the faulting frame, else 0)")
+			fs.BoolVar(&f.json, "json", false, "print the result as JSON")
+			f.core.add(fs)
+		},
+		run: runSlice,
+	})
+}
+
+var reAddrType = regexp.MustCompile(`^(0[xX][0-9a-fA-F]+|[0-9]+):(.+)$`)
+
+func runSlice(e *env, args []string) int {
+	f := &sliceFlags
+	isSpec := func(s string) bool { return reAddrType.MatchString(s) }
+	core, binary, rest, err := splitCoreArgs(args, isSpec)
+	if err != nil {
+		return fail(e, err)
+	}
+	switch len(rest) {
+	case 0:
+		return fail(e, usageError{"missing EXPR or ADDR:TYPE"})
+	case 1:
+	default:
+		return fail(e, usageError{fmt.Sprintf("too many arguments: %q", rest[1:])})
+	}
+	spec := rest[0]
+	p, err := f.core.open(core, binary)
+	if err != nil {
+		return fail(e, err)
+	}
+	defer p.Close()
+	frames, err := memory.GoroutineFrames(p, f.goroutine)
+	if err != nil {
+		return fail(e, err)
+	}
+	if len(frames) == 0 {
+		return fail(e, fmt.Errorf("goroutine %d has no frames", f.goroutine))
+	}
+	k := f.frame
+	if k < 0 {
+		k = 0
+		if ft := memory.For(p).CrashFault(); ft != nil && ft.InGo {
+			for i, fr := range frames {
+				if fr.PC == ft.PC {
+					k = i
+					break
+				}
+			}
+		}
+	}
+	if k >= len(frames) {
+		return fail(e, usageError{fmt.Sprintf("--frame %d: the goroutine has %d frames", k, len(frames))})
+	}
+	fr := frames[k]
+	sp := memory.For(p)
+	var sl *memory.Slice
+	if m := reAddrType.FindStringSubmatch(spec); m != nil {
+		a, _ := coredump.ParseAddr(m[1])
+		sl, err = sp.SliceAt(fr.Scope, uint64(a), m[2])
+	} else {
+		sl, err = sp.SliceExpr(fr.Scope, spec)
+	}
+	if err != nil {
+		return fail(e, fmt.Errorf("%s in frame %d (%s): %w", spec, k, fr.Function, err))
+	}
+	if f.json {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		out := struct {
+			Frame    int    `json:"frame"`
+			Function string `json:"function"`
+			*memory.Slice
+		}{k, fr.Function, sl}
+		if err := enc.Encode(out); err != nil {
+			return fail(e, err)
+		}
+		return exitOK
+	}
+	name := sl.Name
+	if name == "" {
+		name = "slice header at " + sl.Header.String()
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "%s %s (frame %d, %s)\n", name, sl.Type, k, fr.Function)
+	hdr := "in a register"
+	if sl.Header != 0 {
+		hdr = "at " + sl.Header.String()
+	}
+	fmt.Fprintf(w, "  header %s: data %s, len %d, cap %d; %d-byte %s elements\n", hdr, sl.Data, sl.Len, sl.Cap, sl.ElemSize, sl.ElemType)
+	if len(sl.Ranges) > 0 {
+		fmt.Fprintf(w, "  backing array %s-%s:\n", sl.Data, coredump.Addr(sl.End()))
+		for _, r := range sl.Ranges {
+			fmt.Fprintf(w, "    %s-%s  %s\n", r.Start, r.End, r.Region.Summary)
+		}
+	}
+	for _, pr := range sl.Problems {
+		fmt.Fprintf(w, "  problem: %s\n", pr)
+	}
+	if sl.Confusion != "" {
+		fmt.Fprintf(w, "  suspicious: %s\n", sl.Confusion)
+	}
+	switch {
+	case sl.Dangling:
+		fmt.Fprintf(w, "  DANGLING: %s\n", sl.Why)
+	case len(sl.Problems) == 0 && sl.Confusion == "":
+		fmt.Fprintf(w, "  ok: %s\n", strings.TrimSpace("the header is consistent and the backing array is valid memory"))
+	}
+	return exitOK
+}

@@ -1,0 +1,74 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/memory"
+)
+
+// Memory returns the address-space view of the process: what is at an
+// address, slice headers, the fault the process died of.
+func (f *Facts) Memory() *memory.Space { return memory.For(f.Proc) }
+
+// Fault returns the synchronous fault the process died of, nil when it
+// did not die of one.
+func (f *Facts) Fault() *memory.Fault { return f.Memory().CrashFault() }
+
+// faultInsn decodes the faulting instruction, nil when its bytes cannot be
+// read (the pc itself is bad).
+func (f *Facts) faultInsn(ft *memory.Fault) *memory.Insn {
+	v := f.Proc.Cached(faultInsnKey{}, func() any {
+		in, err := memory.DecodeAt(f.Proc, ft.PC)
+		if err != nil {
+			return err
+		}
+		return in
+	})
+	in, _ := v.(*memory.Insn)
+	return in
+}
+
+type faultInsnKey struct{}
+
+// codeLocation names the code at pc: function (symbol or DWARF), file and
+// line when the executable's DWARF covers it.
+func (f *Facts) codeLocation(pc uint64) (fn, file string, line int) {
+	if t, err := f.Proc.Delve(); err == nil && f.Proc.Exe != nil && f.Proc.Exe.Contains(pc) {
+		if fl, ln, fun := t.BinInfo().PCToLine(pc); fun != nil {
+			fn, file, line = fun.Name, fl, ln
+		}
+	}
+	im, sym, ok := f.Proc.Symbolize(pc)
+	if ok && im.IsExe {
+		// The symbol table names C functions as C does; Delve prefixes
+		// them with "C.".
+		return sym.Name, file, line
+	}
+	if fn != "" {
+		return fn, file, line
+	}
+	if !ok {
+		if im != nil {
+			return fmt.Sprintf("%s+%#x", im.Name(), pc-im.Bias), "", 0
+		}
+		return "", "", 0
+	}
+	if im.IsExe {
+		return sym.Name, "", 0
+	}
+	return im.Name() + "`" + sym.Name, "", 0
+}
+
+// faultLocation is the Location of the faulting instruction.
+func (f *Facts) faultLocation(ft *memory.Fault) *Location {
+	loc := &Location{TID: ft.TID, Goroutine: ft.Goroutine, PC: AddrPtr(ft.PC)}
+	loc.Function, loc.File, loc.Line = f.codeLocation(ft.PC)
+	return loc
+}
+
+// regionEvidence turns a classification into evidence.
+func regionEvidence(what string, r *memory.Region) Evidence {
+	a := coredump.Addr(r.Addr)
+	return Evidence{What: what + ": " + r.Summary, Addr: &a, Value: r.Kind.String(), Source: "address classification (mappings, Go heap, stacks)"}
+}
