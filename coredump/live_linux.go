@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // LiveOptions control how a live process is opened.
@@ -172,6 +174,20 @@ func (p *Process) Frozen() time.Duration {
 	return lm.stopEnd.Sub(lm.stopStart)
 }
 
+// Clock is the system's CLOCK_MONOTONIC, in nanoseconds, when the live
+// process was last stopped: the clock the Go runtime's nanotime reads, so
+// a goroutine's g.waitsince subtracted from it is how long it had waited.
+// A core has no such clock.
+func (p *Process) Clock() (int64, bool) {
+	lm, err := p.live()
+	if err != nil {
+		return 0, false
+	}
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	return lm.clock, lm.clock != 0
+}
+
 // liveMemory is the memory source of a live process and the state of its
 // tracing session.
 type liveMemory struct {
@@ -194,6 +210,7 @@ type liveMemory struct {
 	mu        sync.Mutex
 	stopStart time.Time
 	stopEnd   time.Time
+	clock     int64 // CLOCK_MONOTONIC when the threads were stopped
 	cache     map[uint64][]byte // pages read while stopped
 	pagemap   *os.File          // /proc/PID/pagemap, opened for writing a core
 	noPagemap bool
@@ -414,6 +431,12 @@ func (lm *liveMemory) stop() error {
 	lm.mu.Unlock()
 	err := lm.tr.do(lm.stopAll)
 	if err == nil {
+		var ts unix.Timespec
+		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
+			lm.mu.Lock()
+			lm.clock = ts.Nano()
+			lm.mu.Unlock()
+		}
 		err = lm.tr.do(lm.readThreads)
 	}
 	if err == nil {

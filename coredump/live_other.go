@@ -42,3 +42,6 @@ func (p *Process) Frozen() time.Duration { return 0 }
 func (p *Process) coreContents(opts CoreOptions) (*coreContents, error) {
 	return nil, errLiveUnsupported
 }
+
+// Clock is known for live processes only.
+func (p *Process) Clock() (int64, bool) { return 0, false }
