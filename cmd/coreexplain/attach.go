@@ -88,7 +88,7 @@ func runAttach(e *env, args []string) int {
 		}
 		return fail(e, fmt.Errorf("PID %d: %w", pid, err))
 	}
-	p.Exe.Symbols()
+	p.LoadStatic()
 	var r *report.Report
 	err = whileStopped(p, func() error {
 		r = report.Build(p, report.Options{All: f.all})
