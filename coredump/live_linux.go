@@ -210,7 +210,7 @@ type liveMemory struct {
 	mu        sync.Mutex
 	stopStart time.Time
 	stopEnd   time.Time
-	clock     int64 // CLOCK_MONOTONIC when the threads were stopped
+	clock     int64             // CLOCK_MONOTONIC when the threads were stopped
 	cache     map[uint64][]byte // pages read while stopped
 	pagemap   *os.File          // /proc/PID/pagemap, opened for writing a core
 	noPagemap bool
