@@ -5,6 +5,7 @@ package coredump_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -307,4 +308,22 @@ func waitState(t *testing.T, s *fixtures.Service, want byte) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("state %c, want %c", st, want)
+}
+
+// A process that exits between OpenLive and Stop is a clear error.
+func TestLiveVanished(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := coredump.OpenLive(cmd.Process.Pid, coredump.LiveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err := p.Stop(); err == nil || !strings.Contains(err.Error(), "the process exited") {
+		t.Errorf("Stop of an exited process: %v", err)
+	}
 }

@@ -95,8 +95,13 @@ func runRun(e *env, args []string) int {
 	}
 	what := fmt.Sprintf("%s (PID %d) died of %s", args[0], res.PID, res.Signal)
 	if res.Core == "" {
-		if res.CoreErr != nil {
+		switch {
+		case res.CoreErr != nil:
 			fmt.Fprintf(e.stderr, "coreexplain: %s; no core was written: %v\n", what, res.CoreErr)
+		case res.Signal == coredump.SIGKILL:
+			fmt.Fprintf(e.stderr, "coreexplain: %s; SIGKILL cannot be caught, so there is no core\n", what)
+		case res.SigInfo == nil:
+			fmt.Fprintf(e.stderr, "coreexplain: %s; no core was written (pass --all-signals to capture signals that do not dump core)\n", what)
 		}
 		return res.Status()
 	}
