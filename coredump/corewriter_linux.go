@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 )
 
@@ -90,49 +89,6 @@ func (lm *liveMemory) readFPState(threads []*Thread) map[int][]note {
 		out[t.TID] = ns
 	}
 	return out
-}
-
-// procStat holds the fields of /proc/PID/stat a core needs.
-type procStat struct {
-	pgrp, sid        int
-	flags            uint64
-	nice             int8
-	utimeUs, stimeUs int64
-}
-
-// clockTicks is USER_HZ, the unit of times in /proc/PID/stat; Linux fixes
-// it at 100 for user space on every architecture.
-const clockTicks = 100
-
-func readProcStat(pid, tid int) procStat {
-	path := fmt.Sprintf("/proc/%d/stat", pid)
-	if tid != 0 {
-		path = fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid)
-	}
-	var st procStat
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return st
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return st
-	}
-	// Fields after the command: state ppid pgrp session tty tpgid flags
-	// minflt cminflt majflt cmajflt utime stime cutime cstime priority nice
-	f := strings.Fields(string(b[i+1:]))
-	num := func(k int) int64 {
-		if k < len(f) {
-			v, _ := strconv.ParseInt(f[k], 10, 64)
-			return v
-		}
-		return 0
-	}
-	st.pgrp, st.sid = int(num(2)), int(num(3))
-	st.flags = uint64(num(6))
-	st.utimeUs, st.stimeUs = num(11)*1e6/clockTicks, num(12)*1e6/clockTicks
-	st.nice = int8(num(16))
-	return st
 }
 
 // dumpRange reads memory for a core without going through the page cache

@@ -822,13 +822,18 @@ type procStatus struct {
 	sigPnd, shdPnd, sigBlk, sigIgn, sigCgt uint64
 }
 
-func readProcStatus(pid, tid int) (procStatus, error) {
-	path := fmt.Sprintf("/proc/%d/status", pid)
+// procFile names a file of /proc/PID, or of /proc/PID/task/TID when tid
+// is not 0.
+func procFile(pid, tid int, name string) string {
 	if tid != 0 {
-		path = fmt.Sprintf("/proc/%d/task/%d/status", pid, tid)
+		return fmt.Sprintf("/proc/%d/task/%d/%s", pid, tid, name)
 	}
+	return fmt.Sprintf("/proc/%d/%s", pid, name)
+}
+
+func readProcStatus(pid, tid int) (procStatus, error) {
 	var st procStatus
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(procFile(pid, tid, "status"))
 	if err != nil {
 		return st, err
 	}
@@ -876,17 +881,49 @@ func readProcStatus(pid, tid int) (procStatus, error) {
 
 // taskState is the state letter of one thread ('R', 'S', 'D', 't', 'Z',
 // ...), 0 when it cannot be read.
-func taskState(pid, tid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+func taskState(pid, tid int) byte { return readProcStat(pid, tid).state }
+
+// procStat holds the fields of /proc/PID/stat the live code uses.
+type procStat struct {
+	state            byte // 'R', 'S', 'D', 't', 'Z', ...; 0 when unreadable
+	pgrp, sid        int
+	flags            uint64
+	nice             int8
+	utimeUs, stimeUs int64
+}
+
+// clockTicks is USER_HZ, the unit of times in /proc/PID/stat; Linux fixes
+// it at 100 for user space on every architecture.
+const clockTicks = 100
+
+func readProcStat(pid, tid int) procStat {
+	var st procStat
+	b, err := os.ReadFile(procFile(pid, tid, "stat"))
 	if err != nil {
-		return 0
+		return st
 	}
-	// The command name in parentheses may itself hold spaces and ')'.
 	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
+	if i < 0 {
+		return st
+	}
+	// Fields after the command: state ppid pgrp session tty tpgid flags
+	// minflt cminflt majflt cmajflt utime stime cutime cstime priority nice
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) > 0 {
+		st.state = f[0][0]
+	}
+	num := func(k int) int64 {
+		if k < len(f) {
+			v, _ := strconv.ParseInt(f[k], 10, 64)
+			return v
+		}
 		return 0
 	}
-	return b[i+2]
+	st.pgrp, st.sid = int(num(2)), int(num(3))
+	st.flags = uint64(num(6))
+	st.utimeUs, st.stimeUs = num(11)*1e6/clockTicks, num(12)*1e6/clockTicks
+	st.nice = int8(num(16))
+	return st
 }
 
 // describeTask says what a thread is doing, for errors about it.
@@ -898,7 +935,7 @@ func describeTask(pid, tid int) string {
 			s += " (uninterruptible sleep, usually I/O)"
 		}
 	}
-	if w, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/wchan", pid, tid)); err == nil && len(w) > 0 && string(w) != "0" {
+	if w, err := os.ReadFile(procFile(pid, tid, "wchan")); err == nil && len(w) > 0 && string(w) != "0" {
 		s += " waiting in " + string(w)
 	}
 	return s

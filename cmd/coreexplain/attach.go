@@ -33,12 +33,33 @@ func (l *liveFlags) open(pid int) (*coredump.Process, error) {
 	return coredump.OpenLive(pid, coredump.LiveOptions{Sysroot: l.sysroot, StopTimeout: l.timeout})
 }
 
+// reportFlags are the output flags of the commands that print a report.
+type reportFlags struct {
+	json, md, all bool
+	color         string
+}
+
+func (r *reportFlags) add(fs *pflag.FlagSet, allUsage string) {
+	fs.BoolVar(&r.json, "json", false, "print the report as JSON (schema coreexplain/v1)")
+	fs.BoolVar(&r.md, "markdown", false, "print the report as Markdown")
+	fs.BoolVar(&r.all, "all", false, allUsage)
+	fs.StringVar(&r.color, "color", "auto", "colour the text report: auto, always or never")
+}
+
+func (r *reportFlags) check() error {
+	if r.color != "auto" && r.color != "always" && r.color != "never" {
+		return usageError{"--color must be auto, always or never"}
+	}
+	return nil
+}
+
+func (r *reportFlags) write(e *env, rep *report.Report) int {
+	return writeReport(e, rep, r.json, r.md, r.all, r.color)
+}
+
 var attachFlags struct {
-	live  liveFlags
-	json  bool
-	md    bool
-	all   bool
-	color string
+	live liveFlags
+	out  reportFlags
 }
 
 func init() {
@@ -55,12 +76,8 @@ func init() {
 			"coreexplain attach --all $(pidof server)",
 		},
 		flags: func(fs *pflag.FlagSet) {
-			f := &attachFlags
-			fs.BoolVar(&f.json, "json", false, "print the report as JSON (schema coreexplain/v1)")
-			fs.BoolVar(&f.md, "markdown", false, "print the report as Markdown")
-			fs.BoolVar(&f.all, "all", false, "show every goroutine's full stack")
-			fs.StringVar(&f.color, "color", "auto", "colour the text report: auto, always or never")
-			f.live.add(fs)
+			attachFlags.out.add(fs, "show every goroutine's full stack")
+			attachFlags.live.add(fs)
 		},
 		run: runAttach,
 	})
@@ -72,8 +89,8 @@ func runAttach(e *env, args []string) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	if f.color != "auto" && f.color != "always" && f.color != "never" {
-		return fail(e, usageError{"--color must be auto, always or never"})
+	if err := f.out.check(); err != nil {
+		return fail(e, err)
 	}
 	p, err := f.live.open(pid)
 	if err != nil {
@@ -91,7 +108,7 @@ func runAttach(e *env, args []string) int {
 	p.LoadStatic()
 	var r *report.Report
 	err = whileStopped(p, func() error {
-		r = report.Build(p, report.Options{All: f.all})
+		r = report.Build(p, report.Options{All: f.out.all})
 		return nil
 	})
 	if err != nil {
@@ -99,7 +116,7 @@ func runAttach(e *env, args []string) int {
 	}
 	r.Input.FrozenMillis = p.Frozen().Seconds() * 1000
 	fmt.Fprintf(e.stderr, "coreexplain: PID %d was stopped for %.1f ms and is running again\n", pid, r.Input.FrozenMillis)
-	return writeReport(e, r, f.json, f.md, f.all, f.color)
+	return f.out.write(e, r)
 }
 
 // pidArg reads the one PID argument.

@@ -20,10 +20,7 @@ import (
 var runFlags struct {
 	coreDir    string
 	allSignals bool
-	json       bool
-	md         bool
-	all        bool
-	color      string
+	out        reportFlags
 }
 
 // Exit statuses of run when the program cannot be started, as a shell
@@ -51,10 +48,7 @@ func init() {
 			fs.SetInterspersed(false) // PROG's own flags are not ours
 			fs.StringVar(&f.coreDir, "core-dir", "", "write the core into `DIR` (default: PROG's directory)")
 			fs.BoolVar(&f.allSignals, "all-signals", false, "also capture deaths by signals that do not dump core (SIGTERM, SIGINT, SIGPIPE...)")
-			fs.BoolVar(&f.json, "json", false, "print the report as JSON (schema coreexplain/v1)")
-			fs.BoolVar(&f.md, "markdown", false, "print the report as Markdown")
-			fs.BoolVar(&f.all, "all", false, "show every goroutine's full stack and the runtime's crash-handling frames")
-			fs.StringVar(&f.color, "color", "auto", "colour the text report: auto, always or never")
+			f.out.add(fs, "show every goroutine's full stack and the runtime's crash-handling frames")
 		},
 		run: runRun,
 	})
@@ -65,8 +59,8 @@ func runRun(e *env, args []string) int {
 	if len(args) == 0 {
 		return fail(e, usageError{"missing PROG"})
 	}
-	if f.color != "auto" && f.color != "always" && f.color != "never" {
-		return fail(e, usageError{"--color must be auto, always or never"})
+	if err := f.out.check(); err != nil {
+		return fail(e, err)
 	}
 	env := os.Environ()
 	if os.Getenv("GOTRACEBACK") == "" {
@@ -116,8 +110,7 @@ func runRun(e *env, args []string) int {
 		return res.Status()
 	}
 	defer p.Close()
-	r := report.Build(p, report.Options{All: f.all})
-	writeReport(e, r, f.json, f.md, f.all, f.color)
+	f.out.write(e, report.Build(p, report.Options{All: f.out.all}))
 	return res.Status()
 }
 
