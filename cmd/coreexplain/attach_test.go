@@ -97,6 +97,19 @@ func TestAttach(t *testing.T) {
 		t.Errorf("%d threads in the report, %d in /proc", len(r.Threads), len(tasks))
 	}
 	t.Logf("frozen for %.2f ms", r.Input.FrozenMillis)
+
+	// The hang: the first finding is the contention on the mutex, with
+	// the waiters' count and function and the holder's function.
+	facts := s.Oracle.Facts
+	if len(r.Findings) == 0 {
+		t.Fatal("no findings")
+	}
+	f := r.Findings[0]
+	want := fmt.Sprintf("%s goroutines in %s wait to lock sync.Mutex %s, held by goroutine ", facts["waiters"][0], facts["waiter"][0], facts["mutex"][0])
+	if f.Class != "lock-contention" || !f.Cause || !strings.HasPrefix(f.Summary, want) ||
+		!strings.Contains(f.Summary, " in "+facts["holder"][0]+", which is in C function "+facts["holder_c_function"][0]) {
+		t.Errorf("first finding %s: %q; want %q... in %s, which is in C function %s", f.Class, f.Summary, want, facts["holder"][0], facts["holder_c_function"][0])
+	}
 }
 
 func TestAttachErrors(t *testing.T) {

@@ -637,8 +637,10 @@ func fmtDuration(ns int64) string {
 	switch {
 	case d >= time.Hour:
 		return d.Round(time.Minute).String()
-	case d >= time.Second:
+	case d >= time.Minute:
 		return d.Round(time.Second).String()
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond).String()
 	}
 	return d.Round(time.Millisecond).String()
 }
