@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,13 +16,14 @@ import (
 	"testing"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/goruntime"
 	"github.com/go-delve/delve/pkg/proc"
 )
 
 // dumpService stops the service, writes its core, and detaches. It
 // returns the live view (stopped while the core was written, so its
 // threads and the bytes read are the core's) and the core's path.
-func dumpService(t *testing.T, pid int, samples map[uint64][]byte) (*coredump.Process, string, *coredump.CoreStats) {
+func dumpService(t *testing.T, pid int, samples map[uint64][]byte, stopped func(*coredump.Process)) (*coredump.Process, string, *coredump.CoreStats) {
 	t.Helper()
 	p, err := coredump.Attach(pid, coredump.LiveOptions{})
 	if err != nil {
@@ -33,6 +35,7 @@ func dumpService(t *testing.T, pid int, samples map[uint64][]byte) (*coredump.Pr
 			t.Fatalf("sample at %#x: %v", addr, err)
 		}
 	}
+	stopped(p)
 	path := filepath.Join(t.TempDir(), "core")
 	f, err := os.Create(path)
 	if err != nil {
@@ -67,7 +70,9 @@ func TestDumpReadsBack(t *testing.T) {
 	}
 	pre.Close()
 	samples := map[uint64][]byte{journal.Addr: make([]byte, 8), uint64(heapMu): make([]byte, 8), sleep.Addr: make([]byte, 64)}
-	live, path, st := dumpService(t, pid, samples)
+	// The goroutines as coreexplain reads them from the stopped process.
+	var liveGs []int64
+	live, path, st := dumpService(t, pid, samples, func(p *coredump.Process) { liveGs = goroutineIDs(t, p) })
 	assertRunning(t, s, "after dump")
 	fi, _ := os.Stat(path)
 	t.Logf("core: %d bytes (%d KiB on disk), %d threads, %d mappings, %d bytes of memory, %d unreadable, frozen %v",
@@ -126,7 +131,12 @@ func TestDumpReadsBack(t *testing.T) {
 		t.Errorf("NT_FILE: %v", c.Files)
 	}
 
-	// Delve reads the same threads and every goroutine the program knows.
+	// coreexplain reads the same goroutines from the core.
+	if coreGs := goroutineIDs(t, c); len(liveGs) < 47 || !slices.Equal(coreGs, liveGs) {
+		t.Errorf("goroutines: live %v, core %v", liveGs, coreGs)
+	}
+
+	// Delve reads the same threads and the same goroutines.
 	tgt, err := c.Delve()
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +159,18 @@ func TestDumpReadsBack(t *testing.T) {
 	gs, _, err := proc.GoroutinesInfo(tgt, 0, 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var delveGs []int64
+	for _, g := range gs {
+		// Delve lists the extra M's g of a cgo program, whose status
+		// Go 1.26 calls _Gdeadextra (delve-notes trap 5).
+		if g.Status != 11 {
+			delveGs = append(delveGs, g.ID)
+		}
+	}
+	slices.Sort(delveGs)
+	if !slices.Equal(delveGs, liveGs) {
+		t.Errorf("goroutines: Delve %v, live %v", delveGs, liveGs)
 	}
 	count := map[string]int{}
 	for _, g := range gs {
@@ -194,6 +216,21 @@ func TestDumpReadsBack(t *testing.T) {
 	if cfn := facts["holder_c_function"][0]; !strings.Contains(string(out), " "+cfn+" (") {
 		t.Errorf("gdb's backtraces lack %s:\n%s", cfn, out)
 	}
+}
+
+// goroutineIDs are the goroutines coreexplain reads in p, sorted.
+func goroutineIDs(t *testing.T, p *coredump.Process) []int64 {
+	t.Helper()
+	rt, err := goruntime.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, g := range rt.Gs {
+		ids = append(ids, g.ID)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func equalU64(a, b []uint64) bool {
