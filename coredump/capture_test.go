@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/goruntime"
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
 )
@@ -41,6 +42,9 @@ func TestPtraceCaptureMatchesKernel(t *testing.T) {
 			kernel := open(t, c.KernelCore, c.Binary)
 			compareCores(t, ours, kernel)
 			compareReports(t, ours, kernel)
+			if f.Spec.Lang != fixtures.LangC {
+				compareCrash(t, c.Oracle, ours, kernel)
+			}
 		})
 	}
 }
@@ -149,6 +153,40 @@ func compareReports(t *testing.T, ours, kernel *coredump.Process) {
 	}
 	if len(a.Threads) != len(kernel.Threads) || !a.Threads[0].Crashing || a.Threads[0].TID != kernel.Threads[0].TID {
 		t.Errorf("report threads: %d, first %+v", len(a.Threads), a.Threads[0])
+	}
+}
+
+// compareCrash checks the crash story the Go runtime view tells of both
+// cores — the signal, fault address and pc, the crashing thread and
+// goroutine — against each other and against what the runtime printed.
+func compareCrash(t *testing.T, o *fixtures.Oracle, cores ...*coredump.Process) {
+	t.Helper()
+	var faults []goruntime.Fault
+	for i, p := range cores {
+		rt, err := goruntime.Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := rt.Crash()
+		if err != nil {
+			t.Fatal(err)
+		}
+		which := []string{"ptrace", "kernel"}[i]
+		ft := c.Fault
+		faults = append(faults, ft)
+		if o.Signal != "" && (ft.Signo.String() != o.Signal || int64(ft.Code) != o.SigCode || (o.HasAddr && ft.Addr != o.Addr) || (o.PC != 0 && ft.PC != o.PC)) {
+			t.Errorf("%s core: fault %s code %d addr %#x pc %#x; the runtime printed %s code %d addr %#x pc %#x",
+				which, ft.Signo, ft.Code, ft.Addr, ft.PC, o.Signal, o.SigCode, o.Addr, o.PC)
+		}
+		if o.GoroutineState == "running" && (c.G == nil || c.G.ID != o.Goroutine) {
+			t.Errorf("%s core: crashing goroutine %v, the runtime printed %d", which, c.G, o.Goroutine)
+		}
+		if c.Thread == nil || c.Thread.TID != p.Threads[0].TID {
+			t.Errorf("%s core: crashing thread %+v, first thread %d", which, c.Thread, p.Threads[0].TID)
+		}
+	}
+	if a, b := faults[0], faults[1]; a.Signo != b.Signo || a.Code != b.Code || a.Addr != b.Addr || a.PC != b.PC || a.Source != b.Source {
+		t.Errorf("fault: ptrace core %+v, kernel core %+v", a, b)
 	}
 }
 
