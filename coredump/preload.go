@@ -12,3 +12,18 @@ func (p *Process) LoadStatic() {
 		}
 	}
 }
+
+// Cached is Process.Cached for a value that belongs to one image, such as
+// its parsed debug information: computed once per process, so a live
+// process's can be computed before it is stopped.
+func (im *Image) Cached(key any, f func() any) any {
+	if im.proc == nil {
+		return f()
+	}
+	return im.proc.Cached(imageKey{im, key}, f)
+}
+
+type imageKey struct {
+	im  *Image
+	key any
+}
