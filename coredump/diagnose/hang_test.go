@@ -203,4 +203,11 @@ func TestGoroutineLeak(t *testing.T) {
 	if k, _ := strconv.Atoi(n); k < leakMin {
 		t.Logf("leak of %d goroutines found by its share of all goroutines", k)
 	}
+	// The channels they block on, one per search, are one family.
+	lc := findings(Run(NewFacts(p)), "lock-contention")
+	want = fmt.Sprintf("%s goroutines in %s wait to send on %s channels (%s on each); no other goroutine's code or stack refers to the first of them",
+		n, fn, fact(t, c.Oracle, "channels"), fact(t, c.Oracle, "per_channel"))
+	if len(lc) != 1 || lc[0].Summary != want {
+		t.Errorf("lock-contention: %+v, want one: %q", lc, want)
+	}
 }

@@ -45,29 +45,122 @@ const (
 // channel is how idle programs look.
 const minChannelWaiters = 2
 
+// Objects of one kind that the same code waits on in the same way form a
+// family (one channel per request, one mutex per connection): from
+// minFamily objects on they are reported together. At most
+// maxContentionFindings findings are made; the rest is counted in a note.
+const (
+	minFamily             = 3
+	maxContentionFindings = 10
+)
+
 func lockContention(f *Facts) []Finding {
 	h, err := f.Hang()
 	if err != nil {
 		return nil
 	}
 	hang := hangContext(h)
-	var out []Finding
-	causeGiven := false
+	// Group the objects into families, keeping the order of waiters.
+	type family struct {
+		objs []*WaitObject
+	}
+	var fams []*family
+	byKey := map[string]*family{}
 	for _, o := range h.Objects {
 		if o.Kind == "channel" && len(o.Waiters) < minChannelWaiters {
 			continue
 		}
-		fd := h.contention(o)
-		// Related findings of a crash come after its cause; the objects
-		// are in order of waiters.
-		fd.Rank = rankContention + len(out)
-		if hang && !causeGiven {
-			fd.Cause, causeGiven = true, true
+		key := o.Kind + "\x00" + o.Mode
+		for _, fc := range o.WaitingFuncs() {
+			key += fmt.Sprintf("\x00%s\x00%d", fc.Func, fc.Count)
 		}
-		out = append(out, fd)
+		fm := byKey[key]
+		if fm == nil {
+			fm = &family{}
+			byKey[key] = fm
+			fams = append(fams, fm)
+		}
+		fm.objs = append(fm.objs, o)
+	}
+	var out []Finding
+	causeGiven, skipped := false, 0
+	for _, fm := range fams {
+		n := 1
+		if len(fm.objs) >= minFamily {
+			n = len(fm.objs)
+		}
+		for _, o := range fm.objs[:n] {
+			if len(out) == maxContentionFindings {
+				skipped++
+				continue
+			}
+			var fd Finding
+			if len(fm.objs) >= minFamily {
+				fd = h.familyContention(fm.objs)
+			} else {
+				fd = h.contention(o)
+			}
+			// Related findings of a crash come after its cause; the
+			// objects are in order of waiters. A family is the symptom of
+			// a leak, reported first as such.
+			fd.Rank = rankContention + len(out)
+			if len(fm.objs) >= minFamily {
+				fd.Rank = rankLeak + 1 + len(out)
+			}
+			if hang && !causeGiven {
+				fd.Cause, causeGiven = true, true
+			}
+			out = append(out, fd)
+			if len(fm.objs) >= minFamily {
+				break
+			}
+		}
+	}
+	if skipped > 0 {
+		f.Note("lock-contention: %s with waiters not reported (the %d with the most waiters are)", plural(skipped, "more object"), maxContentionFindings)
 	}
 	return out
 }
+
+// familyContention reports objects of one family together: the waiters in
+// all, how many objects, and the first object's holder as an example.
+func (h *HangFacts) familyContention(objs []*WaitObject) Finding {
+	fd := h.contention(objs[0])
+	total := 0
+	var addrs []string
+	for i, o := range objs {
+		total += len(o.Waiters)
+		if i < 5 {
+			addrs = append(addrs, fmt.Sprintf("%#x", o.Addr))
+		}
+	}
+	o := objs[0]
+	kinds := o.Kind + "s"
+	if o.Kind == "sync.Mutex" || o.Kind == "sync.RWMutex" {
+		kinds = o.Kind + "es"
+	}
+	head := fmt.Sprintf("%s %s %s %s %d %s (%d on each)", plural(total, "goroutine"), describeFuncs(o.WaitingFuncs()), "wait", modeWords[o.Mode], len(objs), kinds, len(o.Waiters))
+	// Keep what the single-object summary says about the first object's
+	// holder, which stands for the family.
+	if i := strings.Index(fd.Summary, o.Label()); i >= 0 {
+		fd.Summary = head + fd.Summary[i+len(o.Label()):]
+	} else {
+		fd.Summary = head
+	}
+	fd.Summary = strings.Replace(fd.Summary, "no other goroutine's code or stack refers to it", "no other goroutine's code or stack refers to the first of them", 1)
+	more := ""
+	if len(objs) > len(addrs) {
+		more = fmt.Sprintf(" and %d more", len(objs)-len(addrs))
+	}
+	fd.Evidence = append([]Evidence{{What: fmt.Sprintf("%d %s with the same waiters: %s%s; the evidence below is about the first", len(objs), kinds, strings.Join(addrs, ", "), more),
+		Source: objs[0].Source}}, fd.Evidence...)
+	fd.Key = "family " + fd.Key
+	return fd
+}
+
+// modeWords say what waiters want, after "wait".
+var modeWords = map[string]string{"Lock": "to lock", "RLock": "to read-lock", "Wait": "on",
+	"Acquire": "to acquire", "receive": "to receive from", "send": "to send on", "select": "in select on"}
 
 // contention builds the lock-contention finding for one object.
 func (h *HangFacts) contention(o *WaitObject) Finding {
@@ -75,8 +168,7 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 	funcs := o.WaitingFuncs()
 	n := len(o.Waiters)
 	who := describeFuncs(funcs)
-	what := map[string]string{"Lock": "to lock", "RLock": "to read-lock", "Wait": "on",
-		"Acquire": "to acquire", "receive": "to receive from", "send": "to send on", "select": "in select on"}[o.Mode]
+	what := modeWords[o.Mode]
 	verb := "wait"
 	if n == 1 {
 		verb = "waits"
