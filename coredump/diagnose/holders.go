@@ -139,7 +139,10 @@ func (h *HangFacts) findHolders(o *WaitObject) (strong, weak []*Holder) {
 					ev = append(ev, Ev(fmt.Sprintf("%s refers to %s", fn.Name(), globalName(h.p, r.Target)), r.At, "machine code of "+fn.Name()))
 				}
 			}
-			if !objRef && (lockCall || lockFuncs == nil) {
+			// Pointers in the frame: needed to confirm a lock call, and
+			// for the objects whose holders are only the goroutines that
+			// can reach them (channels, wait groups, bare semaphores).
+			if !objRef && (lockCall || !isLock(o)) {
 				for j, w := range h.frameWords(fr) {
 					if why, ok := targets[w]; ok {
 						objRef = true
@@ -168,6 +171,9 @@ func (h *HangFacts) findHolders(o *WaitObject) (strong, weak []*Holder) {
 	}
 	return strong, weak
 }
+
+// isLock reports the objects a goroutine holds by locking them.
+func isLock(o *WaitObject) bool { return o.Kind == "sync.Mutex" || o.Kind == "sync.RWMutex" }
 
 // frameFuncPC is a pc inside the frame's function: a return address may
 // point just past the function's end when the call is its last

@@ -225,7 +225,7 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 		holders = weak
 	default:
 		fd.Confidence = Medium
-		if o.Kind == "channel" {
+		if !isLock(o) {
 			fd.Summary += "; no other goroutine's code or stack refers to it"
 			fd.Why = "no goroutine's stack refers to the channel: the other side may be gone, or it reaches the channel through the heap"
 		} else {
