@@ -211,3 +211,27 @@ func TestGoroutineLeak(t *testing.T) {
 		t.Errorf("lock-contention: %+v, want one: %q", lc, want)
 	}
 }
+
+// BenchmarkHangRules measures the hang analysis of a core with 1400
+// blocked goroutines from opening it: the runtime view, grouping the
+// waits, finding the holders, bucketing.
+func BenchmarkHangRules(b *testing.B) {
+	f, err := fixtures.Load("go-goroutine-leak")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := f.Crash(fixtures.Default)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		facts := NewFacts(p)
+		lockContention(facts)
+		goroutineLeak(facts)
+		p.Close()
+	}
+}

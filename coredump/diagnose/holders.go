@@ -59,8 +59,10 @@ func isBlockingFunc(fn string) bool {
 // embeds it, for recognising pointers to that struct.
 const maxContainerOffset = 4096
 
-// maxHolderFrames bounds the frames examined for one object.
-const maxHolderFrames = 200000
+// maxHolderFrames bounds the frames examined for one object; a frame
+// costs little unless its function takes the lock (its code is decoded
+// once per function).
+const maxHolderFrames = 2000000
 
 // Holders finds the goroutines that likely hold o: not waiting on it, with
 // a frame whose function takes this kind of lock and refers to the same

@@ -650,7 +650,8 @@ func stuckInC(f *Facts) []Finding {
 				fd.Summary += fmt.Sprintf(", called through cgo by %s (goroutine %d)", caller, g.ID)
 			}
 			fd.Location.Goroutine = g.ID
-			for _, o := range h.Objects {
+			// The objects the contention findings are about.
+			for _, o := range h.Objects[:min(len(h.Objects), 2*maxContentionFindings)] {
 				if o.Kind == "channel" {
 					continue
 				}
