@@ -517,7 +517,7 @@ func (p *Process) coreHeaderPage(m *Mapping) []byte {
 		return nil
 	}
 	b := make([]byte, n)
-	if err := p.src.(*coreMemory).readCore(m, b, m.Start); err != nil {
+	if err := p.src.readOwn(m, b, m.Start); err != nil {
 		return nil
 	}
 	return b
@@ -858,6 +858,8 @@ func (c *coreMemory) readCore(m *Mapping, b []byte, addr uint64) error {
 	}
 	return nil
 }
+
+func (c *coreMemory) readOwn(m *Mapping, b []byte, addr uint64) error { return c.readCore(m, b, addr) }
 
 func (c *coreMemory) readMapping(m *Mapping, b []byte, addr uint64) error {
 	off := addr - m.Start

@@ -3,7 +3,7 @@
 // mapped into it, and the signal that ended it.
 //
 // A Process is opened from an ELF core file (Open) or from a live process
-// (see package coredump/live); everything above this package reads the
+// (OpenLive, Attach; Linux only); everything above this package reads the
 // process only through it, so the same analysis runs on both.
 //
 // Memory is served the way gdb serves it: bytes the kernel dumped come from

@@ -138,6 +138,9 @@ func AsMemoryError(err error) (*MemoryError, bool) {
 // file (with file-backed pages from disk) and a live process's memory.
 type memorySource interface {
 	readMapping(m *Mapping, b []byte, addr uint64) error
+	// readOwn reads only bytes the source itself holds (the core's copy,
+	// the live process's memory), never a file from disk.
+	readOwn(m *Mapping, b []byte, addr uint64) error
 	servable(m *Mapping, from, to uint64) bool
 	close() error
 }

@@ -54,17 +54,22 @@ func runExplain(e *env, args []string) int {
 	}
 	defer p.Close()
 	r := report.Build(p, report.Options{All: f.all})
+	return writeReport(e, r, f.json, f.md, f.all, f.color)
+}
+
+// writeReport prints r as JSON, Markdown or text.
+func writeReport(e *env, r *report.Report, asJSON, md, all bool, color string) int {
 	switch {
-	case f.json:
+	case asJSON:
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(r); err != nil {
 			return fail(e, err)
 		}
-	case f.md:
+	case md:
 		report.WriteMarkdown(e.stdout, r)
 	default:
-		report.WriteText(e.stdout, r, report.TextOptions{Color: useColor(f.color, e.stdout), All: f.all})
+		report.WriteText(e.stdout, r, report.TextOptions{Color: useColor(color, e.stdout), All: all})
 	}
 	return exitOK
 }

@@ -28,11 +28,27 @@ type Binary struct {
 	Stripped bool
 }
 
-// LoadBinary reads the Go-specific parts of the process's executable.
+// LoadBinary reads the Go-specific parts of the process's executable,
+// once per process (a live process's before it is stopped).
 func LoadBinary(img *coredump.Image) (*Binary, error) {
 	if img == nil || img.HostPath == "" {
 		return nil, errors.New("no executable")
 	}
+	res := img.Cached(binaryKey{}, func() any {
+		b, err := loadBinary(img)
+		return binaryResult{b, err}
+	}).(binaryResult)
+	return res.b, res.err
+}
+
+type binaryKey struct{}
+
+type binaryResult struct {
+	b   *Binary
+	err error
+}
+
+func loadBinary(img *coredump.Image) (*Binary, error) {
 	bi, err := buildinfo.ReadFile(img.HostPath)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (%v)", img.Path, ErrNotGo, err)

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/goruntime"
+	"github.com/coreexplain/coreexplain/coredump/report"
+	"github.com/spf13/pflag"
+)
+
+// liveFlags are the flags of every command that stops a live process.
+type liveFlags struct {
+	sysroot string
+	timeout time.Duration
+}
+
+func (l *liveFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&l.sysroot, "sysroot", "", "read the process's files under `DIR` (default: its own root, /proc/PID/root)")
+	fs.DurationVar(&l.timeout, "stop-timeout", 5*time.Second, "give up when the threads do not all stop within this `TIME`")
+}
+
+func (l *liveFlags) open(pid int) (*coredump.Process, error) {
+	return coredump.OpenLive(pid, coredump.LiveOptions{Sysroot: l.sysroot, StopTimeout: l.timeout})
+}
+
+// reportFlags are the output flags of the commands that print a report.
+type reportFlags struct {
+	json, md, all bool
+	color         string
+}
+
+func (r *reportFlags) add(fs *pflag.FlagSet, allUsage string) {
+	fs.BoolVar(&r.json, "json", false, "print the report as JSON (schema coreexplain/v1)")
+	fs.BoolVar(&r.md, "markdown", false, "print the report as Markdown")
+	fs.BoolVar(&r.all, "all", false, allUsage)
+	fs.StringVar(&r.color, "color", "auto", "colour the text report: auto, always or never")
+}
+
+func (r *reportFlags) check() error {
+	if r.color != "auto" && r.color != "always" && r.color != "never" {
+		return usageError{"--color must be auto, always or never"}
+	}
+	return nil
+}
+
+func (r *reportFlags) write(e *env, rep *report.Report) int {
+	return writeReport(e, rep, r.json, r.md, r.all, r.color)
+}
+
+var attachFlags struct {
+	live liveFlags
+	out  reportFlags
+}
+
+func init() {
+	register(&command{
+		name:  "attach",
+		usage: "attach [flags] PID",
+		summary: "Explain a live Go process without harming it: stop it for a few milliseconds, snapshot\n" +
+			"what the analysis needs, let it run on, then explain why it is stuck (lock contention\n" +
+			"and its holder, leaked goroutines, threads stuck in C). It is always left running: on\n" +
+			"success, on errors, and when coreexplain is interrupted.",
+		examples: []string{
+			"coreexplain attach 4242",
+			"coreexplain attach --json 4242 > hang.json",
+			"coreexplain attach --all $(pidof server)",
+		},
+		flags: func(fs *pflag.FlagSet) {
+			attachFlags.out.add(fs, "show every goroutine's full stack")
+			attachFlags.live.add(fs)
+		},
+		run: runAttach,
+	})
+}
+
+func runAttach(e *env, args []string) int {
+	f := &attachFlags
+	pid, err := pidArg(args)
+	if err != nil {
+		return fail(e, err)
+	}
+	if err := f.out.check(); err != nil {
+		return fail(e, err)
+	}
+	p, err := f.live.open(pid)
+	if err != nil {
+		return fail(e, err)
+	}
+	defer p.Close()
+	// What does not change while the process runs is loaded before it
+	// is stopped, so that it stays frozen only for the snapshot.
+	if _, err := goruntime.LoadBinary(p.Exe); err != nil {
+		if errors.Is(err, goruntime.ErrNotGo) {
+			return fail(e, fmt.Errorf("PID %d (%s) is not a Go program: %s", pid, p.Command, p.Exe.Path))
+		}
+		return fail(e, fmt.Errorf("PID %d: %w", pid, err))
+	}
+	p.LoadStatic()
+	var r *report.Report
+	err = whileStopped(p, func() error {
+		r = report.Build(p, report.Options{All: f.out.all})
+		return nil
+	})
+	if err != nil {
+		return failLive(e, err)
+	}
+	r.Input.FrozenMillis = p.Frozen().Seconds() * 1000
+	fmt.Fprintf(e.stderr, "coreexplain: PID %d was stopped for %.1f ms and is running again\n", pid, r.Input.FrozenMillis)
+	return f.out.write(e, r)
+}
+
+// pidArg reads the one PID argument.
+func pidArg(args []string) (int, error) {
+	switch len(args) {
+	case 0:
+		return 0, usageError{"missing PID"}
+	case 1:
+	default:
+		return 0, usageError{fmt.Sprintf("too many arguments: %q", args[1:])}
+	}
+	pid, err := strconv.Atoi(args[0])
+	if err != nil || pid <= 0 {
+		return 0, usageError{fmt.Sprintf("%q is not a process ID", args[0])}
+	}
+	return pid, nil
+}
+
+// interruptedError reports that a signal to coreexplain cut the work on a
+// live process short; the process was detached first.
+type interruptedError struct {
+	sig syscall.Signal
+	pid int
+}
+
+func (e *interruptedError) Error() string {
+	return fmt.Sprintf("interrupted by %s; PID %d was detached and keeps running", coredump.Signal(e.sig), e.pid)
+}
+
+// failLive reports an error of a command on a live process; a signal to
+// coreexplain exits like a shell does, with 128 + the signal number.
+func failLive(e *env, err error) int {
+	var ie *interruptedError
+	if errors.As(err, &ie) {
+		fmt.Fprintf(e.stderr, "coreexplain: %v\n", err)
+		return 128 + int(ie.sig)
+	}
+	return fail(e, err)
+}
+
+// testHookStopped, when set by a test, runs while the process is stopped.
+var testHookStopped func() error
+
+// whileStopped stops the live process p, runs work, and lets p run again
+// whatever happens: work succeeds, fails or panics, Stop fails, or
+// SIGINT, SIGTERM or SIGHUP reaches coreexplain. On a signal it detaches
+// and returns an *interruptedError at once; a work still running then
+// reads a running process and its result is dropped.
+func whileStopped(p *coredump.Process, work func() error) error {
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigc)
+	var aborted atomic.Bool
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				derr := p.Detach()
+				done <- fmt.Errorf("internal error while PID %d was stopped: %v (it was detached%s)\n%s",
+					p.PID, v, detachNote(derr), panicSite())
+			}
+		}()
+		if err := p.Stop(); err != nil {
+			done <- err
+			return
+		}
+		if aborted.Load() {
+			p.Detach()
+			return
+		}
+		var err error
+		if testHookStopped != nil {
+			err = testHookStopped()
+		}
+		if err == nil {
+			err = work()
+		}
+		if derr := p.Detach(); derr != nil && err == nil {
+			err = derr
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case sig := <-sigc:
+		aborted.Store(true)
+		p.Detach()
+		return &interruptedError{sig: sig.(syscall.Signal), pid: p.PID}
+	}
+}
+
+func detachNote(err error) string {
+	if err != nil {
+		return ", with an error: " + err.Error()
+	}
+	return ""
+}
+
+// panicSite is the part of a panicking goroutine's stack that names where
+// it happened, for a bug report.
+func panicSite() string {
+	lines := strings.Split(strings.TrimSpace(string(debug.Stack())), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "panic(") && i+3 < len(lines) {
+			return strings.Join(lines[i+2:min(len(lines), i+8)], "\n")
+		}
+	}
+	return ""
+}
