@@ -13,8 +13,6 @@ import (
 	"errors"
 	"os"
 	"testing"
-
-	"github.com/coreexplain/coreexplain/fixtures"
 )
 
 // fixtureCores are the cores the seeds are cut from: a pure Go re-raise, a
@@ -27,7 +25,7 @@ func seedCores(tb testing.TB) []string {
 	tb.Helper()
 	var out []string
 	for _, name := range fixtureCores {
-		out = append(out, fixtures.MustCrash(tb, name, fixtures.Default).Core)
+		out = append(out, FixtureCore(tb, name))
 	}
 	return out
 }

@@ -33,41 +33,6 @@ func startService(t *testing.T, name string) *fixtures.Service {
 	return s
 }
 
-var cli struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
-// buildCLI builds the coreexplain binary once per test run.
-func buildCLI(t *testing.T) string {
-	t.Helper()
-	cli.once.Do(func() {
-		cli.dir, cli.err = os.MkdirTemp("", "coreexplain-cli")
-		if cli.err != nil {
-			return
-		}
-		os.Chmod(cli.dir, 0o755) // TestAttachNotPermitted runs it as another user
-		cli.path = filepath.Join(cli.dir, "coreexplain")
-		if out, err := exec.Command("go", "build", "-o", cli.path, ".").CombinedOutput(); err != nil {
-			cli.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if cli.err != nil {
-		t.Fatal(cli.err)
-	}
-	return cli.path
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if cli.dir != "" {
-		os.RemoveAll(cli.dir)
-	}
-	os.Exit(code)
-}
-
 func assertRunning(t *testing.T, s *fixtures.Service, when string) {
 	t.Helper()
 	if err := s.Running(); err != nil {
@@ -148,7 +113,7 @@ func TestAttachNotPermitted(t *testing.T) {
 		t.Skip("needs root to run coreexplain as another user")
 	}
 	s := startService(t, "live-mutex-cgo")
-	cmd := exec.Command(buildCLI(t), "attach", fmt.Sprint(s.PID()))
+	cmd := exec.Command(builtCommand(t), "attach", fmt.Sprint(s.PID()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
 	want := fmt.Sprintf("PID %d: not permitted to trace it: it runs as uid 0 and coreexplain as uid 65534", s.PID())
@@ -201,7 +166,7 @@ func TestAttachInterruptedOrPanicking(t *testing.T) {
 // always leaves the target running.
 func TestAttachSignalsToBinary(t *testing.T) {
 	s := startService(t, "live-mutex-cgo")
-	bin := buildCLI(t)
+	bin := builtCommand(t)
 	sigs := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 	outcomes := map[int]int{}
 	defer func() { t.Logf("exit codes: %v", outcomes) }()

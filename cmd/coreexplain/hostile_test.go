@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,41 +24,6 @@ import (
 	"github.com/coreexplain/coreexplain/fixtures"
 	"github.com/klauspost/compress/zstd"
 )
-
-var (
-	builtOnce sync.Once
-	builtPath string
-	builtErr  error
-)
-
-// builtCommand builds cmd/coreexplain once per test run.
-func builtCommand(t *testing.T) string {
-	t.Helper()
-	builtOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "coreexplain-bin-")
-		if err != nil {
-			builtErr = err
-			return
-		}
-		builtPath = filepath.Join(dir, "coreexplain")
-		out, err := exec.Command("go", "build", "-o", builtPath, ".").CombinedOutput()
-		if err != nil {
-			builtErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if builtErr != nil {
-		t.Fatal(builtErr)
-	}
-	return builtPath
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if builtPath != "" {
-		os.RemoveAll(filepath.Dir(builtPath))
-	}
-	os.Exit(code)
-}
 
 // runTimeout bounds one run of the command on a hostile core.
 const runTimeout = 90 * time.Second

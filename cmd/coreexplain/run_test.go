@@ -22,7 +22,7 @@ import (
 // output.
 func runBinary(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(buildCLI(t), args...)
+	cmd := exec.Command(builtCommand(t), args...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	// As a user would run it: GOTRACEBACK is not set.
@@ -93,7 +93,7 @@ func TestRunExitStatus(t *testing.T) {
 
 // A SIGTERM to coreexplain reaches the program.
 func TestRunForwardsSignals(t *testing.T) {
-	cmd := exec.Command(buildCLI(t), "run", "--", "sleep", "30")
+	cmd := exec.Command(builtCommand(t), "run", "--", "sleep", "30")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no terminal
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -173,7 +173,7 @@ func ruleErrnoSlotMismatch(f *Facts) []Finding {
 		fd.Summary += fmt.Sprintf(" — thread %d's guard is damaged, and that thread crashed", th.TID)
 		if flt := rt.Fault(); flt != nil {
 			fd.Evidence = append(fd.Evidence, Evidence{
-				What:   fmt.Sprintf("the crash: %s %s at pc %#x (%s)", flt.Info.Signo, flt.Info.CodeName(), flt.PC, frameName(flt.Frames)),
+				What:   fmt.Sprintf("the crash: %s %s at pc %#x (%s)", flt.Info.Signo, flt.Info.CodeName(), flt.PC, innermostCFrame(flt.Frames)),
 				Addr:   AddrPtr(flt.PC),
 				Source: flt.Source,
 			})
@@ -199,7 +199,7 @@ func errnoText(e libc.Errno) string {
 	return fmt.Sprintf("%d (%s, %s)", int32(e), e.Name(), e.Description())
 }
 
-func frameName(frames []libc.Frame) string {
+func innermostCFrame(frames []libc.Frame) string {
 	if len(frames) == 0 {
 		return "no frames"
 	}
@@ -285,14 +285,14 @@ func ruleCAbort(f *Facts) []Finding {
 		inMalloc = inMalloc || rt.InLibc(fr) && libc.IsMallocFunc(fr.Func)
 	}
 	switch {
-	case hlt && hasFrame(cframes, "__stack_chk_fail"):
+	case hlt && hasCFrame(cframes, "__stack_chk_fail"):
 		fd.Summary = fmt.Sprintf("C code%s overran a stack buffer: the stack protector (__stack_chk_fail) found the canary overwritten and musl stopped the process with hlt", where)
 	case hlt && inMalloc:
 		fd.Summary = fmt.Sprintf("musl's malloc found its heap metadata corrupted%s and stopped the process with hlt (musl keeps no message)", where)
 		fd.Cause, fd.Rank = false, 5 // c-heap-corruption explains it
 	case hlt:
 		fd.Summary = fmt.Sprintf("musl stopped the process%s: an internal check failed and executed hlt (a_crash); musl keeps no message", where)
-	case msg == nil && hasFrame(cframes, "__assert_fail"):
+	case msg == nil && hasCFrame(cframes, "__assert_fail"):
 		fd.Summary = fmt.Sprintf("a C assertion failed%s (the C library keeps no copy of the text; it went to stderr)", where)
 	case msg != nil && strings.Contains(msg.Text, "Assertion"):
 		fd.Summary = fmt.Sprintf("a C assertion failed%s: %s", where, assertionText(msg.Text))
@@ -311,7 +311,7 @@ func ruleCAbort(f *Facts) []Finding {
 	}
 	if hlt {
 		fd.Evidence = append(fd.Evidence, Evidence{
-			What:   fmt.Sprintf("%s %s at pc %#x, a hlt instruction (0xf4) in %s", flt.Info.Signo, flt.Info.CodeName(), flt.PC, frameName(flt.Frames)),
+			What:   fmt.Sprintf("%s %s at pc %#x, a hlt instruction (0xf4) in %s", flt.Info.Signo, flt.Info.CodeName(), flt.PC, innermostCFrame(flt.Frames)),
 			Addr:   AddrPtr(flt.PC),
 			Value:  "0xf4",
 			Source: flt.Source,
@@ -349,7 +349,7 @@ func userLocation(rt *libc.Runtime, flt *libc.Fault, cframes []libc.Frame, forma
 	return &Location{TID: flt.TID, Function: user.Func, PC: AddrPtr(user.PC)}, fmt.Sprintf(format, user.Func)
 }
 
-func hasFrame(frames []libc.Frame, name string) bool {
+func hasCFrame(frames []libc.Frame, name string) bool {
 	for _, f := range frames {
 		if f.Func == name {
 			return true
@@ -422,7 +422,7 @@ func ruleCHeapCorruption(f *Facts) []Finding {
 	}
 	if flt.Info.Synchronous() {
 		ev := Evidence{
-			What:   fmt.Sprintf("%s %s at address %#x, pc %#x in %s", flt.Info.Signo, flt.Info.CodeName(), flt.Info.Addr, flt.PC, frameName(flt.Frames)),
+			What:   fmt.Sprintf("%s %s at address %#x, pc %#x in %s", flt.Info.Signo, flt.Info.CodeName(), flt.Info.Addr, flt.PC, innermostCFrame(flt.Frames)),
 			Addr:   AddrPtr(flt.Info.Addr),
 			Source: flt.Source,
 		}

@@ -1,0 +1,8 @@
+package coredump
+
+import "testing"
+
+// FixtureCore returns the core of a fixture crash. The internal tests need
+// fixture cores but cannot import package fixtures, which imports this
+// package; the external test package sets it (fixture_cores_test.go).
+var FixtureCore func(tb testing.TB, name string) string
