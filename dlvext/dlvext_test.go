@@ -191,4 +191,3 @@ func checkLiveErrno(t *testing.T, out string, s *service) {
 func errnoName(v int) string {
 	return map[int]string{2: "ENOENT", 11: "EAGAIN", 13: "EACCES", 104: "ECONNRESET", 110: "ETIMEDOUT", 111: "ECONNREFUSED"}[v]
 }
-
