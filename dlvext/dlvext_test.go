@@ -10,7 +10,7 @@ import (
 	"github.com/coreexplain/coreexplain/fixtures"
 )
 
-func dlvCore(t *testing.T, c *fixtures.Crash, cmds ...string) []string {
+func dlvCore(t testing.TB, c *fixtures.Crash, cmds ...string) []string {
 	t.Helper()
 	return dlv(t, []string{"core", c.Binary, c.Core}, cmds...)
 }

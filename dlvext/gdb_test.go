@@ -9,7 +9,7 @@ import (
 	"github.com/coreexplain/coreexplain/fixtures"
 )
 
-func gdbCore(t *testing.T, c *fixtures.Crash, cmds ...string) []string {
+func gdbCore(t testing.TB, c *fixtures.Crash, cmds ...string) []string {
 	t.Helper()
 	return gdb(t, []string{c.Binary, c.Core}, cmds...)
 }

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func buildTools(t *testing.T) {
+func buildTools(t testing.TB) {
 	t.Helper()
 	tools.once.Do(func() {
 		if tools.dir, tools.err = os.MkdirTemp("", "dlvext-test-"); tools.err != nil {
@@ -61,7 +61,7 @@ func buildTools(t *testing.T) {
 	}
 }
 
-func helper(t *testing.T, name string) string {
+func helper(t testing.TB, name string) string {
 	t.Helper()
 	p, err := filepath.Abs(name)
 	if err != nil {
@@ -70,7 +70,7 @@ func helper(t *testing.T, name string) string {
 	return p
 }
 
-func skipWithoutMusl(t *testing.T, v fixtures.Variant) {
+func skipWithoutMusl(t testing.TB, v fixtures.Variant) {
 	t.Helper()
 	if v.Musl() {
 		if _, err := exec.LookPath(v.CC); err != nil {
@@ -80,7 +80,7 @@ func skipWithoutMusl(t *testing.T, v fixtures.Variant) {
 }
 
 // crash returns a fixture's core, built and crashed once per machine.
-func crash(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash {
+func crash(t testing.TB, name string, v fixtures.Variant) *fixtures.Crash {
 	t.Helper()
 	skipWithoutMusl(t, v)
 	f, err := fixtures.Load(name)
@@ -99,7 +99,7 @@ func crash(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash {
 
 // reportOf writes coreexplain's JSON report on a core (or, with pid, on a
 // live process through `coreexplain attach`) into a temporary file.
-func reportOf(t *testing.T, args ...string) string {
+func reportOf(t testing.TB, args ...string) string {
 	t.Helper()
 	buildTools(t)
 	path := filepath.Join(t.TempDir(), "report.json")
@@ -128,7 +128,7 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)
 
 // sections splits a session's output at the markers printed before each
 // command: out[i] is what command i printed.
-func sections(t *testing.T, output string, marker *regexp.Regexp, n int) []string {
+func sections(t testing.TB, output string, marker *regexp.Regexp, n int) []string {
 	t.Helper()
 	out := make([]string, n)
 	cur := -1
@@ -149,7 +149,7 @@ var dlvMarker = regexp.MustCompile(`^"@@@ (\d+)"$`)
 // dlv runs the real dlv with coreexplain.star sourced and returns what each
 // command printed. args start the session: "core BIN CORE" or "attach PID
 // BIN"; an attached process is detached, never killed.
-func dlv(t *testing.T, args []string, cmds ...string) []string {
+func dlv(t testing.TB, args []string, cmds ...string) []string {
 	t.Helper()
 	buildTools(t)
 	dir := t.TempDir()
@@ -186,7 +186,7 @@ var gdbMarker = regexp.MustCompile(`^@@@ (\d+)$`)
 
 // gdb runs the system's gdb with coreexplain.py sourced and returns what
 // each command printed. args are gdb's own: "BIN CORE" or "-p PID BIN".
-func gdb(t *testing.T, args []string, cmds ...string) []string {
+func gdb(t testing.TB, args []string, cmds ...string) []string {
 	t.Helper()
 	path, err := exec.LookPath("gdb")
 	if err != nil {
@@ -218,7 +218,7 @@ type row map[string]string
 
 // table parses the table a command printed: a header line starting with
 // TID and one line per thread, cut at the header's column positions.
-func table(t *testing.T, out string) []row {
+func table(t testing.TB, out string) []row {
 	t.Helper()
 	lines := strings.Split(out, "\n")
 	h := -1
@@ -276,7 +276,7 @@ func byTID(rows []row) map[int]row {
 }
 
 // crashingM is the M column of the row gm marks crashing.
-func crashingM(t *testing.T, gm string) string {
+func crashingM(t testing.TB, gm string) string {
 	t.Helper()
 	var ms []string
 	for _, r := range table(t, gm) {
@@ -292,7 +292,7 @@ func crashingM(t *testing.T, gm string) string {
 
 // oracleM is the M the Go runtime named for the crash: m= on its signal
 // line for a fault in C or the runtime, else m= of the crashing goroutine.
-func oracleM(t *testing.T, c *fixtures.Crash) string {
+func oracleM(t testing.TB, c *fixtures.Crash) string {
 	t.Helper()
 	o := c.Oracle
 	if o.SigM >= 0 {
@@ -306,7 +306,7 @@ func oracleM(t *testing.T, c *fixtures.Crash) string {
 }
 
 // factPairs parses FACT lines of the form key=TID:VALUE.
-func factPairs(t *testing.T, facts []string) map[int]string {
+func factPairs(t testing.TB, facts []string) map[int]string {
 	t.Helper()
 	m := map[int]string{}
 	for _, f := range facts {
@@ -323,7 +323,7 @@ func factPairs(t *testing.T, facts []string) map[int]string {
 	return m
 }
 
-func fact(t *testing.T, c map[string][]string, key string) string {
+func fact(t testing.TB, c map[string][]string, key string) string {
 	t.Helper()
 	if len(c[key]) == 0 {
 		t.Fatalf("no FACT %s", key)
@@ -331,7 +331,7 @@ func fact(t *testing.T, c map[string][]string, key string) string {
 	return c[key][0]
 }
 
-func mustContain(t *testing.T, what, out string, wants ...string) {
+func mustContain(t testing.TB, what, out string, wants ...string) {
 	t.Helper()
 	for _, w := range wants {
 		if !strings.Contains(out, w) {
@@ -350,7 +350,7 @@ type service struct {
 // startLive builds and starts a live fixture, waits for its "FACT ready=1"
 // and kills it when the test ends, after checking that the debuggers left
 // it running.
-func startLive(t *testing.T, name string, v fixtures.Variant) *service {
+func startLive(t testing.TB, name string, v fixtures.Variant) *service {
 	t.Helper()
 	skipWithoutMusl(t, v)
 	f, err := fixtures.Load(name)
@@ -407,7 +407,7 @@ func startLive(t *testing.T, name string, v fixtures.Variant) *service {
 
 // checkRunning fails the test unless the process is alive and neither
 // stopped nor traced: a debugger must leave it as it found it.
-func (s *service) checkRunning(t *testing.T) {
+func (s *service) checkRunning(t testing.TB) {
 	t.Helper()
 	if err := syscall.Kill(s.pid, 0); err != nil {
 		t.Errorf("process %d is gone after the debuggers: %v", s.pid, err)

@@ -391,14 +391,20 @@ def errno_slots(t):
     """{tid: (slot, value in the report or None, note)}: coreexplain's slots for a core, else
     what __errno_location's code computes on each thread."""
     out = {}
+    r = None
     if not t.live:
-        for th in report(t, True).get("threads") or []:
+        try:
+            r = report(t, True)
+        except gdb.GdbError as e:
+            print("(%s: running __errno_location's code instead)" % e)
+    if r is not None:
+        for th in r.get("threads") or []:
             e = th.get("errno")
             if e:
                 out[th["tid"]] = (int(e["addr"], 16), e["value"], e.get("note", ""))
         if out:
             return out
-        print("(coreexplain reports no errno slots for this core: running __errno_location's code instead)")
+        print("(coreexplain reports no errno slots: running __errno_location's code instead)")
     try:
         fn = int(val("__errno_location").address)
     except gdb.error:
@@ -440,9 +446,12 @@ def cmd_errno(t, arg):
 
 # ---- ce explain
 
-def report_story(r):
+def report_story(r, t):
     p = r.get("process") or {}
     print("coreexplain report on %s (pid %d)" % (p.get("exe", "?"), p.get("pid", 0)))
+    if p.get("pid") != t.pid:
+        print("  note: the report is about process %d, the target is process %d: findings, addresses and errno "
+              "slots may not apply" % (p.get("pid", 0), t.pid))
     s = r.get("signal")
     if s:
         line = "signal: %s (%s)" % (s["name"], s.get("code", ""))
@@ -537,7 +546,7 @@ def cmd_explain(t, arg):
         _reports[t.key()] = r
     else:
         r = report(t, True)
-    report_story(r)
+    report_story(r, t)
     tid, g, fn = crash_site(r)
     if not tid:
         mlist, _ = go_runtime()
