@@ -191,3 +191,32 @@ func checkLiveErrno(t *testing.T, out string, s *service) {
 func errnoName(v int) string {
 	return map[int]string{2: "ENOENT", 11: "EAGAIN", 13: "EACCES", 104: "ECONNRESET", 110: "ETIMEDOUT", 111: "ECONNREFUSED"}[v]
 }
+
+// TestDelveOlderGo: Delve v1.27 promises Go 1.25 and later; with
+// --check-go-version=false the helpers read a Go 1.22 binary's runtime
+// (Ms, the heap, goroutine stacks) all the same.
+func TestDelveOlderGo(t *testing.T) {
+	c := crash(t, "go-nil-field", fixtures.Variant{Go: "go1.22.12"})
+	report := reportOf(t, "--json", c.Core, c.Binary)
+	out := dlv(t, []string{"core", "--check-go-version=false", c.Binary, c.Core},
+		"explain "+report, "gm", "addrinfo runtime.allgs[1].sched.sp-8")
+	mustContain(t, "explain", out[0], "Limits.MaxIdle", ": main.(*Server).maxIdle main.go:24")
+	if m := crashingM(t, out[1]); m != oracleM(t, c) {
+		t.Errorf("gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
+	}
+	mustContain(t, "addrinfo", out[2], "go-stack-dead", "a dead frame")
+}
+
+// TestDelveStripped: without DWARF Delve cannot evaluate the runtime; the
+// commands say so instead of failing on an unknown symbol, and addrinfo
+// still classifies through the report's memory map.
+func TestDelveStripped(t *testing.T) {
+	c := crash(t, "go-nil-field", fixtures.Variant{Strip: true})
+	report := reportOf(t, "--json", c.Core, c.Binary)
+	out := dlvCore(t, c, "gm", "explain "+report, "addrinfo 0x80")
+	for i, what := range []string{"gm", "explain"} {
+		mustContain(t, what, out[i], "the executable has no DWARF")
+	}
+	mustContain(t, "explain", out[1], "coreexplain report on")
+	mustContain(t, "addrinfo 0x80", out[2], "0x80  null-page", "DANGLING")
+}

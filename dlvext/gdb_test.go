@@ -126,3 +126,21 @@ func TestSameAnswers(t *testing.T) {
 		}
 	})
 }
+
+// TestGdbStrippedAndOlderGo: a Go 1.22 binary reads like a current one; a
+// stripped binary gets a clear answer, and coreexplain's report still
+// explains the crash.
+func TestGdbStrippedAndOlderGo(t *testing.T) {
+	c := crash(t, "go-nil-field", fixtures.Variant{Go: "go1.22.12"})
+	out := gdbCore(t, c, "ce gm", "ce explain")
+	if m := crashingM(t, out[0]); m != oracleM(t, c) {
+		t.Errorf("ce gm on Go 1.22: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
+	}
+	mustContain(t, "ce explain on Go 1.22", out[1], "Limits.MaxIdle")
+
+	c = crash(t, "go-nil-field", fixtures.Variant{Strip: true})
+	out = gdbCore(t, c, "ce gm", "ce explain", "ce addrinfo 0x80")
+	mustContain(t, "ce gm stripped", out[0], "the Go runtime is not readable through gdb")
+	mustContain(t, "ce explain stripped", out[1], "coreexplain report on")
+	mustContain(t, "ce addrinfo stripped", out[2], "0x80  null-page")
+}
