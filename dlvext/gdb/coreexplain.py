@@ -223,8 +223,7 @@ def ms():
 def goroutine(addr):
     g = gptr(addr, "runtime.g")
     st = int(g["atomicstatus"]["value"])
-    return {"addr": addr, "goid": int(g["goid"]), "status": st, "state": gstate(st),
-            "lo": int(g["stack"]["lo"]), "hi": int(g["stack"]["hi"])}
+    return {"addr": addr, "goid": int(g["goid"]), "state": gstate(st)}
 
 
 def gstate(st):
