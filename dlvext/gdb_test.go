@@ -62,6 +62,11 @@ func TestGdbErrno(t *testing.T) {
 					t.Errorf("thread %d: errno %s %s, the fixture set %s:\n%s", tid, r["VALUE"], r["NAME"], val, out[0])
 				}
 			}
+			for tid := range factPairs(t, c.Oracle.Facts["errno_at_fault"]) {
+				if !strings.Contains(rows[tid]["NOTE"], "not the errno at the fault") {
+					t.Errorf("thread %d: errno not flagged as overwritten by the crash path:\n%s", tid, out[0])
+				}
+			}
 			if m := crashingM(t, out[1]); m != oracleM(t, c) {
 				t.Errorf("ce gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
 			}
@@ -77,7 +82,7 @@ func TestGdbLive(t *testing.T) {
 			s := startLive(t, "live-cgo-workers", v)
 			data, n := fact(t, s.facts, "dangling_data"), fact(t, s.facts, "dangling_len")
 			out := gdb(t, []string{"-p", strconv.Itoa(s.pid), s.binary}, "ce gm", "ce errno", "ce slicecheck main.pending.body",
-				"ce slicecheck main.scratch", "ce addrinfo "+data)
+				"ce slicecheck main.scratch", "ce addrinfo "+data, "ce explain")
 			checkLiveGM(t, out[0], s)
 			checkLiveErrno(t, out[1], s)
 			mustContain(t, "ce slicecheck main.pending.body", out[2], fmt.Sprintf("data %s, len %s, cap %s", data, n, n),
@@ -86,6 +91,9 @@ func TestGdbLive(t *testing.T) {
 				fmt.Sprintf("data %s, len %s, cap %s", fact(t, s.facts, "live_data"), fact(t, s.facts, "live_len"), fact(t, s.facts, "live_cap")),
 				"allocated", "ok:")
 			mustContain(t, "ce addrinfo", out[4], data+"  unmapped", "DANGLING")
+			// explain needs coreexplain's rules: gdb writes a core for it.
+			mustContain(t, "ce explain", out[5], "writing a core of process "+strconv.Itoa(s.pid),
+				fmt.Sprintf("coreexplain report on %s (pid %d)", s.binary, s.pid))
 		})
 	}
 }
