@@ -29,12 +29,8 @@ func TestDelveNilDeref(t *testing.T) {
 		fmt.Sprintf("selected goroutine %d frame", c.Oracle.Goroutine), ": main.(*Server).maxIdle main.go:24")
 	// The selection is Delve's own: s is the receiver of maxIdle.
 	mustContain(t, "whatis s after explain", out[4], "*main.Server")
-	if m := crashingM(t, out[1]); m != oracleM(t, c) {
-		t.Errorf("gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-	}
-	if m := crashingM(t, out[6]); m != oracleM(t, c) {
-		t.Errorf("gm after explain: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-	}
+	checkCrashingM(t, "gm", out[1], c)
+	checkCrashingM(t, "gm after explain", out[6], c)
 	// Loading a report rebinds the commands; their help must stay.
 	if out[0] != out[5] || !strings.Contains(out[0], "Threads, Ms and goroutines") {
 		t.Errorf("help gm changed when the report was loaded:\n%s\nthen\n%s", out[0], out[5])
@@ -54,9 +50,7 @@ func TestDelveDanglingSlice(t *testing.T) {
 	mustContain(t, "slicecheck data", out[1], "unreadable", "frames above runtime.sigpanic lose them",
 		"coreexplain: Dangling slice data")
 	mustContain(t, "addrinfo", out[2], data+"  unmapped", "not mapped", "DANGLING")
-	if m := crashingM(t, out[3]); m != oracleM(t, c) {
-		t.Errorf("gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-	}
+	checkCrashingM(t, "gm", out[3], c)
 }
 
 // TestDelveDanglingSliceField: a slice over freed C memory whose header is
@@ -74,9 +68,7 @@ func TestDelveDanglingSliceField(t *testing.T) {
 				"DANGLING: bytes 0x0-0x100000 of the backing array: unmapped")
 			mustContain(t, "addrinfo", out[2], data+"  unmapped", "DANGLING")
 			mustContain(t, "slicecheck pending", out[3], "len 1, cap 1", "Go heap object", "allocated", "ok:")
-			if m := crashingM(t, out[4]); m != oracleM(t, c) {
-				t.Errorf("gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-			}
+			checkCrashingM(t, "gm", out[4], c)
 		})
 	}
 }
@@ -100,28 +92,8 @@ func TestDelveErrno(t *testing.T) {
 			c := crash(t, "cgo-errno-threads", v)
 			report := reportOf(t, "--json", c.Core, c.Binary)
 			out := dlvCore(t, c, "explain "+report, "errno", "gm")
-			rows := byTID(table(t, out[1]))
-			want := factPairs(t, c.Oracle.Facts["errno"])
-			for tid, val := range want {
-				r, ok := rows[tid]
-				if !ok {
-					t.Errorf("errno lists no thread %d:\n%s", tid, out[1])
-					continue
-				}
-				n, _ := strconv.Atoi(val)
-				if r["VALUE"] != val || r["NAME"] != errnoName(n) {
-					t.Errorf("thread %d: errno %s %s, the fixture set %s:\n%s", tid, r["VALUE"], r["NAME"], val, out[1])
-				}
-			}
-			at := factPairs(t, c.Oracle.Facts["errno_at_fault"])
-			for tid := range at {
-				if !strings.Contains(rows[tid]["NOTE"], "not the errno at the fault") {
-					t.Errorf("thread %d: errno not flagged as overwritten by the crash path:\n%s", tid, out[1])
-				}
-			}
-			if m := crashingM(t, out[2]); m != oracleM(t, c) {
-				t.Errorf("gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-			}
+			checkErrno(t, out[1], c.Oracle.Facts)
+			checkCrashingM(t, "gm", out[2], c)
 		})
 	}
 }
@@ -152,7 +124,7 @@ func TestDelveLive(t *testing.T) {
 				}
 				report := reportOf(t, "attach", "--json", strconv.Itoa(s.pid))
 				out := dlv(t, attach, "explain "+report, "errno")
-				checkLiveErrno(t, out[1], s)
+				checkErrno(t, out[1], s.facts)
 			})
 		})
 	}
@@ -176,22 +148,6 @@ func checkLiveGM(t *testing.T, gm string, s *service) {
 	}
 }
 
-func checkLiveErrno(t *testing.T, out string, s *service) {
-	t.Helper()
-	rows := byTID(table(t, out))
-	for tid, val := range factPairs(t, s.facts["errno"]) {
-		n, _ := strconv.Atoi(val)
-		if r := rows[tid]; r["VALUE"] != val || r["NAME"] != errnoName(n) {
-			t.Errorf("thread %d: errno %s %s, the fixture set %s:\n%s", tid, r["VALUE"], r["NAME"], val, out)
-		}
-	}
-}
-
-// errnoName is the Linux name of the errno values the fixtures set.
-func errnoName(v int) string {
-	return map[int]string{2: "ENOENT", 11: "EAGAIN", 13: "EACCES", 104: "ECONNRESET", 110: "ETIMEDOUT", 111: "ECONNREFUSED"}[v]
-}
-
 // TestDelveOlderGo: Delve v1.27 promises Go 1.25 and later; with
 // --check-go-version=false the helpers read a Go 1.22 binary's runtime
 // (Ms, the heap, goroutine stacks) all the same.
@@ -201,9 +157,7 @@ func TestDelveOlderGo(t *testing.T) {
 	out := dlv(t, []string{"core", "--check-go-version=false", c.Binary, c.Core},
 		"explain "+report, "gm", "addrinfo runtime.allgs[1].sched.sp-8")
 	mustContain(t, "explain", out[0], "Limits.MaxIdle", ": main.(*Server).maxIdle main.go:24")
-	if m := crashingM(t, out[1]); m != oracleM(t, c) {
-		t.Errorf("gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-	}
+	checkCrashingM(t, "gm", out[1], c)
 	mustContain(t, "addrinfo", out[2], "go-stack-dead", "a dead frame")
 }
 

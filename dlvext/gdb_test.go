@@ -22,9 +22,7 @@ func TestGdbNilDeref(t *testing.T) {
 	mustContain(t, "ce explain", out[1], "[nil-deref, high]", "Limits.MaxIdle", "*main.Config", "frame", ": main.(*Server).maxIdle main.go:24")
 	mustContain(t, "info frame after ce explain", out[2], "main.(*Server).maxIdle")
 	mustContain(t, "ce addrinfo 0x80", out[3], "0x80  null-page", "DANGLING")
-	if m := crashingM(t, out[0]); m != oracleM(t, c) {
-		t.Errorf("ce gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-	}
+	checkCrashingM(t, "ce gm", out[0], c)
 }
 
 // TestGdbDanglingSliceField: ce slicecheck and ce addrinfo call a slice
@@ -41,9 +39,7 @@ func TestGdbDanglingSliceField(t *testing.T) {
 			mustContain(t, "ce slicecheck", out[1], fmt.Sprintf("data %s, len %s, cap %s", data, n, n), "unmapped",
 				"DANGLING: bytes 0x0-0x100000 of the backing array: not mapped")
 			mustContain(t, "ce addrinfo", out[2], data+"  unmapped", "DANGLING")
-			if m := crashingM(t, out[3]); m != oracleM(t, c) {
-				t.Errorf("ce gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-			}
+			checkCrashingM(t, "ce gm", out[3], c)
 		})
 	}
 }
@@ -55,21 +51,8 @@ func TestGdbErrno(t *testing.T) {
 		t.Run(v.String(), func(t *testing.T) {
 			c := crash(t, "cgo-errno-threads", v)
 			out := gdbCore(t, c, "ce errno", "ce gm")
-			rows := byTID(table(t, out[0]))
-			for tid, val := range factPairs(t, c.Oracle.Facts["errno"]) {
-				n, _ := strconv.Atoi(val)
-				if r := rows[tid]; r["VALUE"] != val || r["NAME"] != errnoName(n) {
-					t.Errorf("thread %d: errno %s %s, the fixture set %s:\n%s", tid, r["VALUE"], r["NAME"], val, out[0])
-				}
-			}
-			for tid := range factPairs(t, c.Oracle.Facts["errno_at_fault"]) {
-				if !strings.Contains(rows[tid]["NOTE"], "not the errno at the fault") {
-					t.Errorf("thread %d: errno not flagged as overwritten by the crash path:\n%s", tid, out[0])
-				}
-			}
-			if m := crashingM(t, out[1]); m != oracleM(t, c) {
-				t.Errorf("ce gm: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-			}
+			checkErrno(t, out[0], c.Oracle.Facts)
+			checkCrashingM(t, "ce gm", out[1], c)
 		})
 	}
 }
@@ -84,7 +67,7 @@ func TestGdbLive(t *testing.T) {
 			out := gdb(t, []string{"-p", strconv.Itoa(s.pid), s.binary}, "ce gm", "ce errno", "ce slicecheck main.pending.body",
 				"ce slicecheck main.scratch", "ce addrinfo "+data, "ce explain")
 			checkLiveGM(t, out[0], s)
-			checkLiveErrno(t, out[1], s)
+			checkErrno(t, out[1], s.facts)
 			mustContain(t, "ce slicecheck main.pending.body", out[2], fmt.Sprintf("data %s, len %s, cap %s", data, n, n),
 				"not mapped", "DANGLING: bytes 0x0-0x100000 of the backing array: unmapped")
 			mustContain(t, "ce slicecheck main.scratch", out[3],
@@ -141,9 +124,7 @@ func TestSameAnswers(t *testing.T) {
 func TestGdbStrippedAndOlderGo(t *testing.T) {
 	c := crash(t, "go-nil-field", fixtures.Variant{Go: "go1.22.12"})
 	out := gdbCore(t, c, "ce gm", "ce explain")
-	if m := crashingM(t, out[0]); m != oracleM(t, c) {
-		t.Errorf("ce gm on Go 1.22: crashing thread's M %s, the runtime said m=%s", m, oracleM(t, c))
-	}
+	checkCrashingM(t, "ce gm on Go 1.22", out[0], c)
 	mustContain(t, "ce explain on Go 1.22", out[1], "Limits.MaxIdle")
 
 	c = crash(t, "go-nil-field", fixtures.Variant{Strip: true})

@@ -290,6 +290,40 @@ func crashingM(t testing.TB, gm string) string {
 	return ms[0]
 }
 
+// checkCrashingM: gm marks the M the runtime named for the crash.
+func checkCrashingM(t testing.TB, what, gm string, c *fixtures.Crash) {
+	t.Helper()
+	if m, want := crashingM(t, gm), oracleM(t, c); m != want {
+		t.Errorf("%s: crashing thread's M %s, the runtime said m=%s", what, m, want)
+	}
+}
+
+// checkErrno: errno shows every thread's errno the fixture set, next to
+// its tid, and flags the thread whose errno the crash path overwrote.
+func checkErrno(t testing.TB, out string, facts map[string][]string) {
+	t.Helper()
+	rows := byTID(table(t, out))
+	for tid, val := range factPairs(t, facts["errno"]) {
+		n, _ := strconv.Atoi(val)
+		if r := rows[tid]; r["VALUE"] != val || r["NAME"] != errnoName(n) {
+			t.Errorf("thread %d: errno %s %s, the fixture set %s:\n%s", tid, r["VALUE"], r["NAME"], val, out)
+		}
+	}
+	if len(facts["errno_at_fault"]) == 0 {
+		return
+	}
+	for tid := range factPairs(t, facts["errno_at_fault"]) {
+		if !strings.Contains(rows[tid]["NOTE"], "not the errno at the fault") {
+			t.Errorf("thread %d: errno not flagged as overwritten by the crash path:\n%s", tid, out)
+		}
+	}
+}
+
+// errnoName is the Linux name of the errno values the fixtures set.
+func errnoName(v int) string {
+	return map[int]string{2: "ENOENT", 11: "EAGAIN", 13: "EACCES", 104: "ECONNRESET", 110: "ETIMEDOUT", 111: "ECONNREFUSED"}[v]
+}
+
 // oracleM is the M the Go runtime named for the crash: m= on its signal
 // line for a fault in C or the runtime, else m= of the crashing goroutine.
 func oracleM(t testing.TB, c *fixtures.Crash) string {
