@@ -20,6 +20,7 @@ func Build(p *coredump.Process, opts Options) *Report {
 	r := &Report{Schema: Schema, Findings: []diagnose.Finding{}, Threads: []Thread{}}
 	r.Input = buildInput(p)
 	r.Process = buildProcess(p)
+	r.Process.Mappings = buildMappings(p)
 	r.Threads = buildThreads(p)
 	buildGo(p, r, opts, facts)
 	buildLibc(p, r)

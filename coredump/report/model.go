@@ -77,6 +77,23 @@ type Process struct {
 	// Images are the ELF objects mapped, with whether the files read on
 	// this machine match them.
 	Images []Image `json:"images,omitempty"`
+	// Mappings is the address space: what debuggers without a memory map
+	// of a core (Delve) need to call an address unmapped.
+	Mappings []Mapping `json:"mappings,omitempty"`
+}
+
+// Mapping is one range of the address space.
+type Mapping struct {
+	Start  Addr   `json:"start"`
+	End    Addr   `json:"end"`
+	Perm   string `json:"perm"` // "r-x", "---", ...
+	File   string `json:"file,omitempty"`
+	Offset Addr   `json:"offset,omitempty"`
+	// Dumped is how many bytes from Start the core holds; file-backed
+	// bytes it does not hold are read from the file on disk.
+	Dumped uint64 `json:"dumped"`
+	// Missing is how many of the dumped bytes a truncated core lost.
+	Missing uint64 `json:"missing,omitempty"`
 }
 
 // Libc identifies the C runtime.
