@@ -75,6 +75,11 @@ func (s *Space) cHeapMapping(m *coredump.Mapping) *CHeapInfo {
 	if s.heap != nil && s.heap.Contains(m.Start) {
 		return nil
 	}
+	// A thread's stack can start with words that look like a chunk header
+	// (a deep recursion fills it to the bottom).
+	if s.stackAt(m.Start) != nil || s.stackAt(m.End-1) != nil {
+		return nil
+	}
 	var hdr [4]uint64
 	var b [32]byte
 	if _, err := s.p.ReadMemory(b[:], m.Start); err != nil {
