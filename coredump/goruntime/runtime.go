@@ -44,6 +44,9 @@ type Runtime struct {
 	Ms []*M
 	// Gs are the goroutines of allgs that are not dead, in allgs order.
 	Gs []*G
+	// Dead are the dead goroutines of allgs: a dead goroutine's stack,
+	// if it kept one, is cached for reuse.
+	Dead []*G
 	// AllGLen is runtime.allglen, dead goroutines included.
 	AllGLen int
 
