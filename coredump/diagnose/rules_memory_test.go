@@ -52,19 +52,30 @@ var memoryClasses = map[string]bool{
 	"misaligned": true, "bus-error-mmap": true, "illegal-instruction": true, "c-divide-error": true,
 }
 
-// Every fixture whose expected class is a memory or fault class gets that
-// class as its first finding, with the facts its fixture.json names.
-func TestMemoryFixtures(t *testing.T) {
+// loadFixtures loads every fixture.
+func loadFixtures(t *testing.T) []*fixtures.Fixture {
+	t.Helper()
 	names, err := fixtures.List()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ran := 0
+	var out []*fixtures.Fixture
 	for _, name := range names {
 		fx, err := fixtures.Load(name)
 		if err != nil {
 			t.Fatal(err)
 		}
+		out = append(out, fx)
+	}
+	return out
+}
+
+// Every fixture whose expected class is a memory or fault class gets that
+// class as its first finding, with the facts its fixture.json names.
+func TestMemoryFixtures(t *testing.T) {
+	ran := 0
+	for _, fx := range loadFixtures(t) {
+		name := fx.Name
 		class, _ := fx.Spec.Expect["class"].(string)
 		if !memoryClasses[class] {
 			continue
@@ -239,16 +250,9 @@ func TestDanglingSliceField(t *testing.T) {
 // every cgo fixture, with glibc and musl, the rule reports exactly the
 // holders the fixture names.
 func TestCRetainsGoPointerHolders(t *testing.T) {
-	names, err := fixtures.List()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ran := 0
-	for _, name := range names {
-		fx, err := fixtures.Load(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, fx := range loadFixtures(t) {
+		name := fx.Name
 		if fx.Spec.Lang != fixtures.LangCgo || fx.Spec.Live {
 			continue
 		}

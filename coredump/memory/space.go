@@ -243,7 +243,9 @@ type spaceKey struct{}
 
 // For returns the address-space view of p, shared by every caller.
 func For(p *coredump.Process) *Space {
-	return p.Cached(spaceKey{}, func() any { return &Space{p: p, secs: map[*coredump.Image][]section{}, regSaves: map[*coredump.Image]map[string]bool{}} }).(*Space)
+	return p.Cached(spaceKey{}, func() any {
+		return &Space{p: p, secs: map[*coredump.Image][]section{}, regSaves: map[*coredump.Image]map[string]bool{}}
+	}).(*Space)
 }
 
 // Process is the process the space belongs to.
