@@ -1,5 +1,5 @@
-// Package dlvext holds coreexplain's helpers for debuggers: coreexplain.star
-// for Delve and gdb/coreexplain.py for gdb (see README.md). The Go package
+// Package dlvext holds coreexplain's helpers for debuggers: delve/coreexplain.star
+// for Delve (loaded through coreexplain.star) and gdb/coreexplain.py for gdb (see README.md). The Go package
 // itself only tests them: its tests drive the real dlv, built from the
 // pinned module, and the system's gdb on fixture cores and on a live
 // fixture process.
