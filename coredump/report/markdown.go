@@ -32,7 +32,7 @@ func WriteMarkdown(w io.Writer, r *Report) {
 			fmt.Fprintf(w, "- **%s** (%s confidence): %s\n", f.Class, f.Confidence, f.Summary)
 			for _, ev := range f.Evidence {
 				line := ev.What
-				if ev.Value != "" {
+				if ev.Value != "" && !restates(ev.What, ev.Value) {
 					line += " = `" + ev.Value + "`"
 				}
 				if ev.Source != "" {
