@@ -10,6 +10,9 @@ import (
 func WriteMarkdown(w io.Writer, r *Report) {
 	p := r.Process
 	fmt.Fprintf(w, "## coreexplain: %s (pid %d)\n\n", p.Exe, p.PID)
+	if in := r.Input; in.LivePID != 0 {
+		fmt.Fprintf(w, "**Live:** stopped for %.1f ms to take this snapshot, then detached; it runs on\n\n", in.FrozenMillis)
+	}
 	if l := coredumpLine(r.Input); l != "" {
 		fmt.Fprintf(w, "**Stored:** %s\n\n", l)
 	}

@@ -66,6 +66,9 @@ func (t *textWriter) header(r *Report, s style) {
 		t.printf(", %s %s", p.Libc.Flavor, p.Libc.Linkage)
 	}
 	t.printf(")\n")
+	if in := r.Input; in.LivePID != 0 {
+		t.printf("%s %s\n", s.bold("live   "), fmt.Sprintf("stopped for %.1f ms to take this snapshot, then detached; it runs on", in.FrozenMillis))
+	}
 	if l := coredumpLine(r.Input); l != "" {
 		t.printf("%s %s\n", s.bold("stored "), wrapText(l, textWidth-8, "        "))
 	}
