@@ -154,7 +154,8 @@ func dlv(t testing.TB, args []string, cmds ...string) []string {
 	buildTools(t)
 	dir := t.TempDir()
 	var init strings.Builder
-	fmt.Fprintf(&init, "source %s\n", helper(t, "coreexplain.star"))
+	// As the README says: from the repository root, dlvext/coreexplain.star.
+	init.WriteString("source dlvext/coreexplain.star\n")
 	for i, c := range cmds {
 		fmt.Fprintf(&init, "print \"@@@ %d\"\n%s\n", i, c)
 	}
@@ -166,7 +167,7 @@ func dlv(t testing.TB, args []string, cmds ...string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), sessionTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, tools.dlv, append(args, "--init", initFile, "--allow-non-terminal-interactive=true")...)
-	cmd.Dir = dir
+	cmd.Dir = helper(t, "..")
 	// "n" answers "Would you like to kill the process?" when leaving an
 	// attached process.
 	cmd.Stdin = strings.NewReader("n\n")

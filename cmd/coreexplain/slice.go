@@ -33,7 +33,7 @@ func init() {
 		flags: func(fs *pflag.FlagSet) {
 			f := &sliceFlags
 			fs.Int64Var(&f.goroutine, "goroutine", 0, "evaluate in goroutine `N` (default: the crashing goroutine)")
-			fs.IntVar(&f.frame, "frame", -1, "evaluate in frame `K` of the goroutine (default: the faulting frame, else 0)")
+			fs.IntVar(&f.frame, "frame", -1, "evaluate in frame `K` of the goroutine; -1 means the faulting frame, else frame 0")
 			fs.BoolVar(&f.json, "json", false, "print the result as JSON")
 			f.core.add(fs)
 		},

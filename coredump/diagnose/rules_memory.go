@@ -25,7 +25,6 @@ func nilDeref(f *Facts) []Finding {
 	fd.Evidence = append(fd.Evidence, Evidence{
 		What:   fmt.Sprintf("%s (%s) at address %#x, pc %#x in Go code", ft.Signal, ft.CodeName(), ft.Addr, ft.PC),
 		Addr:   AddrPtr(ft.Addr),
-		Value:  ft.CodeName(),
 		Source: ft.Source,
 	})
 	access, size := "access", 0

@@ -82,12 +82,16 @@ func (t *Thread) Function() string { return innermostName(t.PreSignalFrames()) }
 // innermostName names the innermost frame that has a name, with its module
 // outside the executable.
 func innermostName(frames []Frame) string {
-	for _, f := range frames {
-		if f.Func != "" {
-			if f.Module != "" {
-				return f.Module + "`" + f.Func
-			}
+	for i, f := range frames {
+		switch {
+		case f.Func != "" && f.Module != "":
+			return f.Module + "`" + f.Func
+		case f.Func != "":
 			return f.Func
+		case i == 0 && f.Module != "":
+			// An unnamed function of a library (a local symbol of a
+			// stripped libc): where it is, rather than a caller's name.
+			return fmt.Sprintf("%s+%#x", f.Module, f.ModuleOffset)
 		}
 	}
 	return ""
@@ -319,10 +323,17 @@ func (r *Runtime) markCrashing() {
 	// Several Ms can die at once (two goroutines hitting "concurrent map
 	// writes"): the one that raised the final signal killed the process;
 	// the others wait in dopanic_m for it.
+	// Every M that got the dying M's SIGQUIT may be in crash() too; the
+	// kernel lists the thread whose signal ended the process first.
+	var first int
+	if len(r.Proc.Threads) > 0 {
+		first = r.Proc.Threads[0].TID
+	}
 	for _, t := range dying {
 		if hasFunc(t.Stack.Frames, "runtime.dieFromSignal") || hasFunc(t.Stack.Frames, "runtime.crash") {
-			pick = t
-			break
+			if pick == nil || t.TID == first {
+				pick = t
+			}
 		}
 	}
 	if pick == nil && len(dying) > 0 {

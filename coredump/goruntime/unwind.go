@@ -44,8 +44,11 @@ type Frame struct {
 	File    string
 	Line    int
 	Kind    FrameKind
-	// Module is the image of a frame outside the executable (libc.so.6).
-	Module string
+	// Module is the image of a frame outside the executable (libc.so.6),
+	// ModuleOffset the pc's offset from that image's base: what names the frame
+	// when the image's symbols do not.
+	Module       string
+	ModuleOffset uint64
 	// Inlined marks a call the compiler inlined into the next frame.
 	Inlined bool
 	// Trap marks a PC that is the exact instruction a signal interrupted.
@@ -736,7 +739,7 @@ func fillCFrame(p *coredump.Process, lines *cLineTable, fr Frame) Frame {
 	}
 	im, s, ok := p.Symbolize(sym)
 	if im != nil && !im.IsExe {
-		fr.Module = im.Name()
+		fr.Module, fr.ModuleOffset = im.Name(), fr.PC-im.Base
 	}
 	if ok {
 		fr.Func, fr.Entry = s.Name, s.Addr

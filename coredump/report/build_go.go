@@ -113,7 +113,11 @@ func crashOf(rt *goruntime.Runtime, c *goruntime.Crash, opts Options) *Crash {
 }
 
 func frameOf(f *goruntime.Frame) Frame {
-	return Frame{Function: f.Func, File: f.File, Line: f.Line, PC: Addr(f.PC), Module: f.Module,
+	name := f.Func
+	if name == "" && f.Module != "" {
+		name = fmt.Sprintf("%s+%#x", f.Module, f.ModuleOffset)
+	}
+	return Frame{Function: name, File: f.File, Line: f.Line, PC: Addr(f.PC), Module: f.Module,
 		Kind: f.Kind.String(), Inlined: f.Inlined, Plumbing: f.Plumbing, TailCall: f.TailCall}
 }
 

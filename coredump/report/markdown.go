@@ -10,6 +10,9 @@ import (
 func WriteMarkdown(w io.Writer, r *Report) {
 	p := r.Process
 	fmt.Fprintf(w, "## coreexplain: %s (pid %d)\n\n", p.Exe, p.PID)
+	if in := r.Input; in.LivePID != 0 {
+		fmt.Fprintf(w, "**Live:** stopped for %.1f ms to take this snapshot, then detached; it runs on\n\n", in.FrozenMillis)
+	}
 	if l := coredumpLine(r.Input); l != "" {
 		fmt.Fprintf(w, "**Stored:** %s\n\n", l)
 	}
@@ -32,7 +35,7 @@ func WriteMarkdown(w io.Writer, r *Report) {
 			fmt.Fprintf(w, "- **%s** (%s confidence): %s\n", f.Class, f.Confidence, f.Summary)
 			for _, ev := range f.Evidence {
 				line := ev.What
-				if ev.Value != "" {
+				if ev.Value != "" && !restates(ev.What, ev.Value) {
 					line += " = `" + ev.Value + "`"
 				}
 				if ev.Source != "" {

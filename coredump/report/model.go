@@ -163,7 +163,8 @@ type Frame struct {
 	Line     int    `json:"line,omitempty"`
 	PC       Addr   `json:"pc"`
 	// Module is the image for frames outside the executable
-	// ("libc.so.6"), and "build-id+offset" when nothing names it.
+	// ("libc.so.6"); Function is then "libc.so.6+0x891f5" when no symbol
+	// names the code.
 	Module string `json:"module,omitempty"`
 	Kind   string `json:"kind,omitempty"` // go, c, signal
 	// Inlined marks a frame inlined into the next one.

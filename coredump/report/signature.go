@@ -56,7 +56,7 @@ func signatureParts(frames []Frame, images []Image) []string {
 			continue
 		}
 		name := normaliseFunc(f.Function)
-		if name == "" {
+		if name == "" || unnamed(f) {
 			name = unsymbolised(f, images)
 		}
 		switch {
@@ -144,6 +144,12 @@ func keptAsPrefix(name string) bool {
 		return true
 	}
 	return false
+}
+
+// unnamed reports a library frame no symbol names: its Function is
+// "module+offset".
+func unnamed(f Frame) bool {
+	return f.Module != "" && strings.HasPrefix(f.Function, f.Module+"+")
 }
 
 // unsymbolised names a frame without a symbol by its module's build ID and

@@ -66,6 +66,9 @@ func (t *textWriter) header(r *Report, s style) {
 		t.printf(", %s %s", p.Libc.Flavor, p.Libc.Linkage)
 	}
 	t.printf(")\n")
+	if in := r.Input; in.LivePID != 0 {
+		t.printf("%s %s\n", s.bold("live   "), fmt.Sprintf("stopped for %.1f ms to take this snapshot, then detached; it runs on", in.FrozenMillis))
+	}
 	if l := coredumpLine(r.Input); l != "" {
 		t.printf("%s %s\n", s.bold("stored "), wrapText(l, textWidth-8, "        "))
 	}
@@ -133,7 +136,7 @@ func (t *textWriter) findings(r *Report, s style) {
 			if ev.Addr != nil && !strings.Contains(line, ev.Addr.String()) {
 				line += " @" + ev.Addr.String()
 			}
-			if ev.Value != "" {
+			if ev.Value != "" && !restates(ev.What, ev.Value) {
 				line += " = " + ev.Value
 			}
 			if ev.Source != "" {
@@ -168,7 +171,7 @@ func (t *textWriter) frames(fs []Frame, s style, all bool, limit int) {
 		if name == "" {
 			name = "?"
 		}
-		if f.Module != "" {
+		if f.Module != "" && !unnamed(f) {
 			name = f.Module + "`" + name
 		}
 		if f.Inlined {
@@ -320,4 +323,25 @@ func sortStrings(s []string) {
 			s[j], s[j-1] = s[j-1], s[j]
 		}
 	}
+}
+
+// restates reports whether an evidence's description already says its
+// value, as a whole word: the renderings then leave " = value" out.
+func restates(what, value string) bool {
+	isWord := func(b byte) bool {
+		return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+	}
+	for i := 0; i+len(value) <= len(what); {
+		j := strings.Index(what[i:], value)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(value)
+		if (start == 0 || !isWord(what[start-1]) || !isWord(value[0])) &&
+			(end == len(what) || !isWord(what[end]) || !isWord(value[len(value)-1])) {
+			return true
+		}
+		i = start + 1
+	}
+	return false
 }

@@ -1,0 +1,38 @@
+package dlvext_test
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/coreexplain/coreexplain/fixtures"
+)
+
+// TestDelveInitFile: the usage the README gives, `dlv core BIN CORE --init
+// dlvext/coreexplain.star` from the repository root. Delve reads an init
+// file as commands, line by line; the file must load the helpers that way
+// without a single error line, and the commands must then work.
+func TestDelveInitFile(t *testing.T) {
+	c := crash(t, "go-nil-field", fixtures.Default)
+	buildTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), sessionTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tools.dlv, "core", c.Binary, c.Core,
+		"--init", "dlvext/coreexplain.star", "--allow-non-terminal-interactive=true")
+	cmd.Dir = helper(t, "..")
+	cmd.Stdin = strings.NewReader("gm\nexit\n")
+	cmd.Env = append(cmd.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "TERM=dumb")
+	b, err := cmd.CombinedOutput()
+	out := ansi.ReplaceAllString(string(b), "")
+	if err != nil {
+		t.Fatalf("dlv: %v\n%s", err, out)
+	}
+	for _, bad := range []string{"command not available", "Command failed", "Error executing init file", "(no "} {
+		if strings.Contains(out, bad) {
+			t.Errorf("the init file printed %q:\n%s", bad, out)
+		}
+	}
+	// Commands typed on stdin echo after the prompt.
+	checkCrashingM(t, "gm after --init", strings.ReplaceAll(out, "(dlv) ", ""), c)
+}
