@@ -241,7 +241,7 @@ func ReadFuncTable(p *coredump.Process) (*FuncTable, error) {
 		}
 		v, _ := ParseGoVersion(bi.GoVersion)
 		r := &Runtime{Proc: p, Binary: &Binary{Image: p.Exe, Version: v, BuildInfo: bi}, Version: v}
-			if err := r.loadFuncTable(); err != nil {
+		if err := r.loadFuncTable(); err != nil {
 			return &funcTableResult{err: err}
 		}
 		return &funcTableResult{t: r.Funcs}
