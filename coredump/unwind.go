@@ -258,3 +258,28 @@ func (p *Process) evalCFIExpr(regs *DwarfRegs, cfa uint64, expr []byte) (v uint6
 	res, _, err := op.ExecuteStackProgram(*d, expr, 8, p.ReadMemory)
 	return uint64(res), err
 }
+
+// Registers converts back to a register file in the kernel's order, for
+// code that names registers ("rax", "x0"): the known registers with a
+// DWARF number, 0 elsewhere. tp is the thread pointer, which DWARF does
+// not number.
+func (d *DwarfRegs) Registers(tp uint64) *Registers {
+	r := &Registers{Arch: d.Arch, TP: tp}
+	r.Values = make([]uint64, len(r.Names()))
+	for i := range r.Values {
+		n := -1
+		switch {
+		case d.Arch == ArchAMD64 && i < len(amd64DwarfNum):
+			n = amd64DwarfNum[i]
+		case d.Arch == ArchARM64 && i <= arm64PC:
+			n = i
+		}
+		if v, ok := d.Get(n); ok {
+			r.Values[i] = v
+		}
+	}
+	if d.Arch == ArchAMD64 {
+		r.Values[amd64FSBase] = tp
+	}
+	return r
+}

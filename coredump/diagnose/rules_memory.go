@@ -117,7 +117,8 @@ func init() {
 const crashFrameDepth = 32
 
 // danglingSlice checks every slice (and pointer to array) among the
-// arguments and locals of the frames on the crash path: the faulting
+// arguments and locals of the frames on the crash path, and in the struct
+// fields reachable from them: the faulting
 // goroutine's frames from the fault outward, including the cgo call's Go
 // side.
 func danglingSlice(f *Facts) []Finding {
@@ -153,9 +154,9 @@ func danglingSlice(f *Facts) []Finding {
 		if strings.HasPrefix(fr.Function, "runtime.") && !strings.HasPrefix(fr.Function, "runtime.cgocall") {
 			continue
 		}
-		vars, _ := memory.FrameVars(fr.Scope)
-		for _, v := range vars {
-			sl, err := sp.SliceOfVariable(v)
+		exprs, _ := memory.SliceExprs(fr.Scope)
+		for _, expr := range exprs {
+			sl, err := sp.SliceExpr(fr.Scope, expr)
 			if err != nil || sl == nil || sl.Data == 0 {
 				continue
 			}
@@ -173,7 +174,7 @@ func danglingSlice(f *Facts) []Finding {
 				continue
 			}
 			k := seenKey{uint64(sl.Data), sl.Len, sl.Cap}
-			where := fmt.Sprintf("%s in %s", v.Name, fr.Function)
+			where := fmt.Sprintf("%s in %s", expr, fr.Function)
 			if fd, ok := byKey[k]; ok {
 				fd.Evidence = append(fd.Evidence, Evidence{What: "the same slice is " + where, Addr: headerAddr(sl), Source: "DWARF variables of " + fr.Function})
 				continue
@@ -186,11 +187,64 @@ func danglingSlice(f *Facts) []Finding {
 			order = append(order, k)
 		}
 	}
+	if ft != nil && ft.Signal.IsFault() && !anyCause(byKey) {
+		// The fault lies in no slice the frames hold (their registers are
+		// lost once a fault in Go code becomes a panic): look for a
+		// slice in the program's globals whose backing array covers it.
+		if fd := globalSliceCover(f, frames[start:], ft); fd != nil {
+			order = append(order, seenKey{})
+			byKey[seenKey{}] = fd
+		}
+	}
 	var out []Finding
 	for _, k := range order {
 		out = append(out, *byKey[k])
 	}
 	return out
+}
+
+// packageOf is the package path of a package variable's expression
+// ("example.com/x/store.cache[2].buf" → "example.com/x/store").
+func packageOf(expr string) string {
+	i := strings.LastIndexByte(expr, '/') + 1
+	if j := strings.IndexByte(expr[i:], '.'); j >= 0 {
+		return expr[:i+j]
+	}
+	return expr
+}
+
+func anyCause[K comparable](m map[K]*Finding) bool {
+	for _, fd := range m {
+		if fd.Cause {
+			return true
+		}
+	}
+	return false
+}
+
+// globalSliceCover finds a slice reachable from the program's package
+// variables whose backing array holds the fault address.
+func globalSliceCover(f *Facts, frames []memory.Frame, ft *memory.Fault) *Finding {
+	rt := f.Memory().Runtime()
+	if rt == nil || len(frames) == 0 {
+		return nil
+	}
+	fr := frames[0]
+	if fr.Scope == nil {
+		return nil
+	}
+	exprs, err := memory.GlobalSliceExprs(fr.Scope, rt.IsStdlib)
+	if err != nil {
+		f.Note("dangling-slice: package variables: %v", err)
+	}
+	for _, expr := range exprs {
+		sl, err := f.Memory().SliceExpr(fr.Scope, expr)
+		if err != nil || sl == nil || sl.Data == 0 || !sl.Covers(ft.Addr) {
+			continue
+		}
+		return sliceFinding(f, sl, fmt.Sprintf("%s in package %s", expr, packageOf(expr)), fr, ft, true)
+	}
+	return nil
 }
 
 func headerAddr(sl *memory.Slice) *coredump.Addr {
@@ -285,8 +339,8 @@ func cRetainsGoPointer(f *Facts) []Finding {
 		} else if t.Heap != nil && t.Heap.State.String() == "allocated" {
 			state = "an allocated Go object — the C pointer does not keep it alive, so it may be a different object reusing the slot"
 		}
-		if gp.HolderKind == "C heap" {
-			fd.Confidence, fd.Why = Medium, "C heap chunks are not told apart: the word may be stale data in a freed chunk"
+		if gp.HolderKind == "C heap" && gp.Chunk == 0 {
+			fd.Confidence, fd.Why = Medium, "the C allocator's chunks are not walked: the word may be stale data in a freed chunk"
 		}
 		if whys := implicated(f, ft, gp); len(whys) > 0 {
 			fd.Cause, fd.Rank = true, -5

@@ -10,6 +10,8 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/diagnose"
+	"github.com/coreexplain/coreexplain/coredump/goruntime"
+	"github.com/coreexplain/coreexplain/coredump/memory"
 	"github.com/coreexplain/coreexplain/fixtures"
 )
 
@@ -50,19 +52,30 @@ var memoryClasses = map[string]bool{
 	"misaligned": true, "bus-error-mmap": true, "illegal-instruction": true, "c-divide-error": true,
 }
 
-// Every fixture whose expected class is a memory or fault class gets that
-// class as its first finding, with the facts its fixture.json names.
-func TestMemoryFixtures(t *testing.T) {
+// loadFixtures loads every fixture.
+func loadFixtures(t *testing.T) []*fixtures.Fixture {
+	t.Helper()
 	names, err := fixtures.List()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ran := 0
+	var out []*fixtures.Fixture
 	for _, name := range names {
 		fx, err := fixtures.Load(name)
 		if err != nil {
 			t.Fatal(err)
 		}
+		out = append(out, fx)
+	}
+	return out
+}
+
+// Every fixture whose expected class is a memory or fault class gets that
+// class as its first finding, with the facts its fixture.json names.
+func TestMemoryFixtures(t *testing.T) {
+	ran := 0
+	for _, fx := range loadFixtures(t) {
+		name := fx.Name
 		class, _ := fx.Spec.Expect["class"].(string)
 		if !memoryClasses[class] {
 			continue
@@ -184,5 +197,99 @@ func TestNilDerefOlderToolchains(t *testing.T) {
 				t.Fatalf("findings %+v; notes %q", fds, facts.Notes())
 			}
 		})
+	}
+}
+
+// A slice kept in a struct field over a freed C buffer: the faulting
+// frame's pointer argument is dead at the fault, so the rule reaches the
+// slice through the package variable that holds it
+// (main.pending[0].body), with the data pointer and length the program
+// printed, and a header that lies in the field body of the heap object.
+func TestDanglingSliceField(t *testing.T) {
+	fx, err := fixtures.Load("cgo-dangling-slice-field")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []fixtures.Variant{fixtures.Default, {CC: "musl-gcc"}} {
+		t.Run(v.String(), func(t *testing.T) {
+			if v.Musl() {
+				if _, err := exec.LookPath(v.CC); err != nil {
+					t.Skip("musl-gcc not installed (Debian package musl-tools)")
+				}
+			}
+			c := fixtures.MustCrash(t, fx.Name, v)
+			fds, facts := findings(t, c)
+			if len(fds) == 0 || fds[0].Class != "dangling-slice" || !fds[0].Cause {
+				t.Fatalf("findings %+v; notes %q", fds, facts.Notes())
+			}
+			fd := fds[0]
+			data, n := c.Oracle.Facts["data"][0], c.Oracle.Facts["len"][0]
+			want := fmt.Sprintf("slice main.pending[0].body in package main []uint8 = {data %s, len %s, cap %s}", data, n, n)
+			if fd.Evidence[0].What != want {
+				t.Errorf("evidence %q, want %q", fd.Evidence[0].What, want)
+			}
+			hdr := fd.Evidence[0].Addr
+			if hdr == nil {
+				t.Fatal("no header address")
+			}
+			r := facts.Memory().Classify(uint64(*hdr))
+			// body follows name (a 16-byte string) in main.upload.
+			if r.Kind != memory.GoHeap || r.Heap.State != goruntime.ObjectAllocated || uint64(*hdr)-uint64(r.Heap.Object) != 16 {
+				t.Errorf("header %s: %s", hdr, r.Summary)
+			}
+			if !strings.Contains(fd.Summary, "the fault address") || !hasValue(fd, "unmapped") {
+				t.Errorf("not tied to the unmapped buffer: %s", evidenceText(fd))
+			}
+		})
+	}
+}
+
+// C memory that holds register values C did not store (glibc's jmp_buf,
+// filled by setjmp from Go's callee-saved registers) is no retained Go
+// pointer; neither is a pointer into a Go stack or the runtime's g. On
+// every cgo fixture, with glibc and musl, the rule reports exactly the
+// holders the fixture names.
+func TestCRetainsGoPointerHolders(t *testing.T) {
+	ran := 0
+	for _, fx := range loadFixtures(t) {
+		name := fx.Name
+		if fx.Spec.Lang != fixtures.LangCgo || fx.Spec.Live {
+			continue
+		}
+		holder, _ := fx.Spec.Expect["holder"].(string)
+		for _, v := range []fixtures.Variant{fixtures.Default, {CC: "musl-gcc"}} {
+			t.Run(name+"/"+v.String(), func(t *testing.T) {
+				if v.Musl() {
+					if _, err := exec.LookPath(v.CC); err != nil {
+						t.Skip("musl-gcc not installed (Debian package musl-tools)")
+					}
+				}
+				if v.Musl() && len(fx.Spec.Prebuild) > 0 {
+					t.Skip("the fixture mixes its own prebuilt C library into a glibc program")
+				}
+				c, err := fx.Crash(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ran++
+				fds, _ := findings(t, c)
+				var got []string
+				for _, fd := range fds {
+					if fd.Class == "c-retains-go-pointer" {
+						got = append(got, fd.Key)
+					}
+				}
+				want := []string(nil)
+				if holder != "" {
+					want = []string{"holder " + holder}
+				}
+				if strings.Join(got, ",") != strings.Join(want, ",") {
+					t.Errorf("c-retains-go-pointer holders %q, want %q", got, want)
+				}
+			})
+		}
+	}
+	if ran < 20 {
+		t.Errorf("only %d cgo fixture variants ran", ran)
 	}
 }

@@ -90,10 +90,21 @@ func (b *Binary) Setting(key string) string {
 // Symbol returns the run-time address of a Go symbol such as
 // "runtime.allgs".
 func (b *Binary) Symbol(name string) (uint64, bool) {
-	s, ok := b.Image.LookupSymbol(name)
-	if !ok && b.Stripped {
-		g, ok := b.StrippedGlobal(name)
-		return g.Addr, ok
+	a, _, ok := b.Global(name)
+	return a, ok
+}
+
+// Global returns the run-time address and size of a global: from the
+// symbol table, or, when the binary is stripped, from the runtime code
+// that uses it (StrippedGlobal; size 0 when not known).
+func (b *Binary) Global(name string) (addr, size uint64, ok bool) {
+	if s, ok := b.Image.LookupSymbol(name); ok {
+		return s.Addr, s.Size, true
 	}
-	return s.Addr, ok
+	if b.Stripped {
+		if g, ok := b.StrippedGlobal(name); ok {
+			return g.Addr, g.Size, true
+		}
+	}
+	return 0, 0, false
 }

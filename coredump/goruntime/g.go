@@ -328,6 +328,7 @@ func (r *Runtime) readGs() error {
 		}
 		r.gByAddr[ga] = g
 		if r.off.dead(g.Status) {
+			r.Dead = append(r.Dead, g)
 			continue
 		}
 		r.Gs = append(r.Gs, g)

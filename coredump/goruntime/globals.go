@@ -5,13 +5,11 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 )
 
-// A binary linked with -s has no symbol table, but the runtime's code
-// still addresses its globals: runtime.allgadd appends to allgs and
-// stores allglen, runtime.mcommoninit links into allm, goroutineheader
-// indexes gStatusStrings and waitReasonStrings, recordForPanic writes
-// printBacklog. The functions are found by name in the pclntab, their
-// RIP-relative operands decoded, and each candidate checked against what
-// the global must hold.
+// A binary linked with -s has no symbol table. Most runtime globals are
+// found from the code patterns of globals_stripped.go (Binary.Global);
+// the state-name tables goroutineheader indexes (gStatusStrings,
+// waitReasonStrings) are found here among its RIP-relative operands,
+// each candidate checked against what the table must hold.
 
 // maxDecode bounds the code decoded per function.
 const maxDecode = 1 << 14
@@ -87,7 +85,9 @@ type discovered struct {
 	addr, size uint64
 }
 
-// discover finds a runtime global the symbol table lacks.
+// discover finds a runtime global that neither the symbol table nor the
+// Binary's code patterns (StrippedGlobals) give: the state-name tables,
+// recognised by their contents.
 func (r *Runtime) discover(name string) (uint64, uint64, bool) {
 	if r.Funcs == nil {
 		return 0, 0, false
@@ -100,76 +100,11 @@ func (r *Runtime) discover(name string) (uint64, uint64, bool) {
 	}
 	r.found[name] = discovered{} // no recursion through validators
 	switch name {
-	case "runtime.allgs", "runtime.allglen":
-		r.discoverAllgs()
-	case "runtime.allm":
-		r.discoverAllm()
 	case "runtime.gStatusStrings", "runtime.waitReasonStrings":
 		r.discoverStateNames()
-	case "runtime.printBacklog", "runtime.printBacklogIndex":
-		r.discoverBacklog()
-	case "runtime.argslice":
-		r.discoverArgs()
 	}
 	d := r.found[name]
 	return d.addr, d.size, d.addr != 0
-}
-
-// discoverAllgs finds allgs (a slice of *g) and allglen (its length,
-// stored separately for lock-free readers) among allgadd's operands: the
-// pair where one's length field equals the other's value.
-func (r *Runtime) discoverAllgs() {
-	refs := r.dataRefs("runtime.allgadd")
-	for _, a := range refs {
-		var h [24]byte
-		if _, err := r.Proc.ReadMemory(h[:], a); err != nil {
-			continue
-		}
-		ptr, n, c := le64(h[:]), le64(h[8:]), le64(h[16:])
-		if n == 0 || n > c || c > maxGoroutines || ptr == 0 {
-			continue
-		}
-		for _, b := range refs {
-			if b == a || b == a+8 || b == a+16 {
-				continue
-			}
-			if v, err := r.Proc.ReadUint64(b); err == nil && v == n {
-				// allgs[0] is g0... no: the main goroutine's g, whose goid is 1.
-				g1, err := r.Proc.ReadUint64(ptr)
-				if err != nil || g1 == 0 || r.off.gSize == 0 {
-					continue
-				}
-				if id, err := r.Proc.ReadUint64(g1 + uint64(r.off.gGoid)); err != nil || id != 1 {
-					continue
-				}
-				r.found["runtime.allgs"] = discovered{a, 24}
-				r.found["runtime.allglen"] = discovered{b, 8}
-				return
-			}
-		}
-	}
-}
-
-// discoverAllm finds allm among mcommoninit's operands: a pointer to an M
-// whose g0 points back to it.
-func (r *Runtime) discoverAllm() {
-	if r.off.mSize == 0 {
-		return
-	}
-	for _, a := range r.dataRefs("runtime.mcommoninit") {
-		m, err := r.Proc.ReadUint64(a)
-		if err != nil || m == 0 {
-			continue
-		}
-		g0, err := r.Proc.ReadUint64(m + uint64(r.off.mG0))
-		if err != nil || g0 == 0 {
-			continue
-		}
-		if back, err := r.Proc.ReadUint64(g0 + uint64(r.off.gM)); err == nil && back == m {
-			r.found["runtime.allm"] = discovered{a, 8}
-			return
-		}
-	}
 }
 
 // stringArrayLen counts the leading well-formed string headers at a:
@@ -227,45 +162,6 @@ func isStateName(s string) bool {
 		}
 	}
 	return false
-}
-
-// discoverBacklog finds printBacklog (recordForPanic takes its address)
-// and printBacklogIndex (an int it loads, below the ring's size) among
-// recordForPanic's operands.
-func (r *Runtime) discoverBacklog() {
-	var ring, index uint64
-	for _, d := range r.dataRefsOps("runtime.recordForPanic") {
-		switch {
-		case !d.lea && d.bytes == 8 && index == 0:
-			if v, err := r.Proc.ReadUint64(d.addr); err == nil && v < printBacklogSize {
-				index = d.addr
-			}
-		case d.lea && index != 0 && ring == 0 && r.Proc.Readable(d.addr, printBacklogSize):
-			// copy(printBacklog[printBacklogIndex:], b): the ring's
-			// address is taken once the index is loaded.
-			ring = d.addr
-		}
-	}
-	if ring != 0 && index != 0 {
-		r.found["runtime.printBacklog"] = discovered{ring, printBacklogSize}
-		r.found["runtime.printBacklogIndex"] = discovered{index, 8}
-	}
-}
-
-// discoverArgs finds argslice: runtime.goargs fills it, os.runtime_args
-// copies it.
-func (r *Runtime) discoverArgs() {
-	for _, a := range append(r.dataRefs("os.runtime_args"), r.dataRefs("runtime.goargs")...) {
-		ptr, err1 := r.Proc.ReadUint64(a)
-		n, err2 := r.Proc.ReadUint64(a + 8)
-		if err1 != nil || err2 != nil || n == 0 || n > maxArgs {
-			continue
-		}
-		if s, err := r.readGoString(ptr); err == nil && s != "" && printable(s) {
-			r.found["runtime.argslice"] = discovered{a, 24}
-			return
-		}
-	}
 }
 
 // cmpImmediates returns the constants a function compares with.

@@ -44,6 +44,9 @@ type Runtime struct {
 	Ms []*M
 	// Gs are the goroutines of allgs that are not dead, in allgs order.
 	Gs []*G
+	// Dead are the dead goroutines of allgs: a dead goroutine's stack,
+	// if it kept one, is cached for reuse.
+	Dead []*G
 	// AllGLen is runtime.allglen, dead goroutines included.
 	AllGLen int
 
@@ -59,7 +62,6 @@ type Runtime struct {
 	waits   []string          // wait reason names by value
 	gByAddr map[uint64]*G
 	mByAddr map[uint64]*M
-	globals map[string]elf.Symbol
 
 	threadsOnce  sync.Once
 	threads      []*Thread
@@ -123,7 +125,6 @@ func load(p *coredump.Process) (r *Runtime, err error) {
 	if b.Version.Less(MinVersion) {
 		r.note("%s is older than the oldest release this tool reads (%s): expect gaps", b.Version, MinVersion)
 	}
-	r.loadGlobals()
 	if err := r.loadFuncTable(); err != nil {
 		return nil, err
 	}
@@ -152,36 +153,15 @@ func (r *Runtime) note(format string, args ...any) {
 	r.Notes = append(r.Notes, msg)
 }
 
-// loadGlobals indexes the executable's symbols, TLS ones included
-// (coredump.Image.Symbols leaves those out).
-func (r *Runtime) loadGlobals() {
-	r.globals = map[string]elf.Symbol{}
-	f, err := r.Binary.Image.ELF()
-	if err != nil {
-		return
-	}
-	syms, err := f.Symbols()
-	if err != nil {
-		return
-	}
-	for _, s := range syms {
-		if strings.HasPrefix(s.Name, "runtime.") || strings.HasPrefix(s.Name, "syscall.") ||
-			strings.HasPrefix(s.Name, "go:") || strings.HasPrefix(s.Name, "internal/") {
-			if _, dup := r.globals[s.Name]; !dup {
-				r.globals[s.Name] = s
-			}
-		}
-	}
-}
-
-// global returns the run-time address and size of a Go global.
+// global returns the run-time address and size of a Go global: from the
+// symbol table, or for a stripped binary from the code that uses it
+// (Binary.Global), or for the few the Binary's finder does not know, from
+// the runtime's data in the process (discover).
 func (r *Runtime) global(name string) (uint64, uint64, bool) {
-	s, ok := r.globals[name]
-	if !ok || s.Value == 0 {
-		// No symbol table: look for it in the code that uses it.
-		return r.discover(name)
+	if a, size, ok := r.Binary.Global(name); ok {
+		return a, size, true
 	}
-	return s.Value + r.Binary.Image.Bias, s.Size, true
+	return r.discover(name)
 }
 
 // loadFuncTable parses .gopclntab with the text base and funcdata base
@@ -261,7 +241,6 @@ func ReadFuncTable(p *coredump.Process) (*FuncTable, error) {
 		}
 		v, _ := ParseGoVersion(bi.GoVersion)
 		r := &Runtime{Proc: p, Binary: &Binary{Image: p.Exe, Version: v, BuildInfo: bi}, Version: v}
-		r.loadGlobals()
 		if err := r.loadFuncTable(); err != nil {
 			return &funcTableResult{err: err}
 		}
@@ -380,7 +359,7 @@ func (r *Runtime) readProcessFacts() {
 			r.IsCgo = b[0] != 0
 		}
 	} else {
-		_, r.IsCgo = r.globals["_cgo_init"]
+		_, _, r.IsCgo = r.Binary.Global("_cgo_init")
 		if !r.IsCgo {
 			r.IsCgo = r.Binary.Setting("CGO_ENABLED") == "1"
 		}

@@ -392,7 +392,7 @@ func (r *Runtime) tlsSlot() tlsSlotInfo {
 	codeOff, codeOK := r.tlsOffsetFromCode(f)
 	var symOff int64
 	symOK := false
-	if s, ok := r.globals["runtime.tlsg"]; ok && tlsProg != nil && elf.ST_TYPE(s.Info) == elf.STT_TLS {
+	if s, ok := tlsSymbol(f, "runtime.tlsg"); ok && tlsProg != nil {
 		align := max(tlsProg.Align, 1)
 		size := (tlsProg.Memsz + align - 1) / align * align
 		symOff, symOK = int64(s.Value)-int64(size), true
@@ -410,6 +410,21 @@ func (r *Runtime) tlsSlot() tlsSlotInfo {
 	}
 	r.note("TLS g slot unknown: threads are matched to Ms by procid only")
 	return tlsSlotInfo{}
+}
+
+// tlsSymbol finds a thread-local (STT_TLS) symbol, which the image's
+// symbol index leaves out: its value is an offset in the TLS block.
+func tlsSymbol(f *elf.File, name string) (elf.Symbol, bool) {
+	syms, err := f.Symbols()
+	if err != nil {
+		return elf.Symbol{}, false
+	}
+	for _, s := range syms {
+		if s.Name == name && elf.ST_TYPE(s.Info) == elf.STT_TLS {
+			return s, true
+		}
+	}
+	return elf.Symbol{}, false
 }
 
 // tlsOffsetFromCode scans the Go text for the instructions that load g

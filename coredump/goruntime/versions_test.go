@@ -106,25 +106,34 @@ func forEachVariant(t *testing.T, name string, fn func(t *testing.T, l *loaded))
 
 // TestDiscoverGlobals checks the globals found in code (for binaries
 // without a symbol table) against the symbol table of binaries that have
-// one.
+// one: the state-name tables found from their contents, and the globals
+// Runtime.global takes from the Binary's code patterns.
 func TestDiscoverGlobals(t *testing.T) {
 	for _, name := range []string{"cgo-null-write", "go-panic-wrapped"} {
 		forEachVariant(t, name, func(t *testing.T, l *loaded) {
 			r := l.rt
-			for _, g := range []string{"runtime.allgs", "runtime.allglen", "runtime.allm", "runtime.gStatusStrings",
-				"runtime.waitReasonStrings", "runtime.printBacklog", "runtime.printBacklogIndex", "runtime.argslice"} {
-				s, ok := r.globals[g]
+			for _, g := range []string{"runtime.gStatusStrings", "runtime.waitReasonStrings"} {
+				s, ok := r.Binary.Image.LookupSymbol(g)
 				if !ok {
 					t.Errorf("%s not in the symbol table", g)
 					continue
 				}
 				r.found = nil
 				addr, size, ok := r.discover(g)
-				if !ok || addr != s.Value+r.Binary.Image.Bias {
-					t.Errorf("%s: found at %#x (%v), the symbol table says %#x", g, addr, ok, s.Value)
+				if !ok || addr != s.Addr || size != s.Size {
+					t.Errorf("%s: found %#x+%d (%v), the symbol table says %#x+%d", g, addr, size, ok, s.Addr, s.Size)
 				}
-				if size != s.Size && g != "runtime.allgs" && g != "runtime.allm" {
-					t.Errorf("%s: %d bytes found, the symbol table says %d", g, size, s.Size)
+			}
+			for _, g := range []string{"runtime.allgs", "runtime.allglen", "runtime.allm", "runtime.printBacklog",
+				"runtime.printBacklogIndex", "runtime.argslice"} {
+				s, ok := r.Binary.Image.LookupSymbol(g)
+				if !ok {
+					t.Errorf("%s not in the symbol table", g)
+					continue
+				}
+				sg, ok := r.Binary.StrippedGlobal(g)
+				if !ok || sg.Addr != s.Addr || sg.Size != s.Size {
+					t.Errorf("%s: found %#x+%d (%v), the symbol table says %#x+%d", g, sg.Addr, sg.Size, ok, s.Addr, s.Size)
 				}
 			}
 		})

@@ -1,21 +1,27 @@
 package memory
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/libc"
 )
 
 // CHeapInfo places an address in the C allocator's memory.
 type CHeapInfo struct {
-	// Arena is "main" (the brk heap), "non-main" (a 64 MiB-aligned
-	// thread arena heap) or "mmapped" (a chunk of its own mapping).
-	Arena   string        `json:"arena"`
+	// Arena is "main" (the brk heap), "non-main" (a thread arena's heap)
+	// or "mmapped" (a chunk of its own mapping); "" when only the mapping
+	// is known.
+	Arena   string        `json:"arena,omitempty"`
 	Mapping coredump.Addr `json:"mapping"`
-	// Chunk, Size and InUse describe the malloc chunk holding the address
-	// when it is known (InUse nil when undecided).
+	// Chunk, Size and State describe the glibc malloc chunk holding the
+	// address (package libc walks the heaps); InUse is nil when the chunk
+	// is unknown.
 	Chunk   coredump.Addr `json:"chunk,omitempty"`
+	Mem     coredump.Addr `json:"mem,omitempty"`
 	Size    uint64        `json:"size,omitempty"`
+	State   string        `json:"state,omitempty"`
 	InUse   *bool         `json:"in_use,omitempty"`
 	MMapped bool          `json:"mmapped,omitempty"`
 	// Evidence says how the memory was recognised.
@@ -23,93 +29,111 @@ type CHeapInfo struct {
 }
 
 func (c *CHeapInfo) summary(addr uint64) string {
-	s := fmt.Sprintf("C heap (glibc malloc, %s arena)", c.Arena)
-	if c.Chunk != 0 {
-		s += fmt.Sprintf(", chunk %s of %d bytes, offset %#x into its user data", c.Chunk, c.Size, addr-uint64(c.Chunk)-16)
-		if c.InUse != nil {
-			if *c.InUse {
-				s += ", in use"
-			} else {
-				s += ", FREE"
-			}
+	if c.Chunk == 0 {
+		s := "C heap"
+		if c.Arena != "" {
+			s += fmt.Sprintf(" (%s arena)", c.Arena)
 		}
+		return s + ": " + c.Evidence
+	}
+	s := fmt.Sprintf("C heap (glibc malloc, %s arena), chunk %s of %d bytes", c.Arena, c.Chunk, c.Size)
+	if addr >= uint64(c.Mem) {
+		s += fmt.Sprintf(", offset %#x into its user data", addr-uint64(c.Mem))
+	} else {
+		s += ", in its header"
+	}
+	switch c.State {
+	case libc.ChunkInUse.String():
+		s += ", in use"
+	case libc.ChunkTop.String():
+		s += ", the arena's unallocated top chunk"
+	default:
+		s += ", FREE (" + c.Evidence + ")"
 	}
 	return s
 }
 
-// glibc malloc facts (malloc/malloc.c, 2.26-2.41 on 64-bit).
-const (
-	chunkPrevInuse  = 1
-	chunkIsMMapped  = 2
-	chunkNonMain    = 4
-	heapMaxSize     = 64 << 20 // HEAP_MAX_SIZE: non-main arena heaps are aligned to it
-	tcacheChunkSize = 0x290    // the first chunk of a glibc 2.26+ heap: tcache_perthread_struct
-	maxBrkGap       = 32 << 20 // brk start randomisation on x86-64
-)
-
-// cHeapAt decides whether the anonymous mapping m holding addr is C heap.
-//
-// This is the one hook for C allocator memory: it recognises glibc's heaps
-// at mapping level (the brk heap, thread-arena heaps, mmapped chunks) from
-// their headers. Chunk-level answers (which chunk, in use or free) come
-// from the C-runtime package once its malloc walker is available; callers
-// use only this function and cHeapMappings.
+// cHeapAt says whether addr, in the anonymous mapping m, is C heap. The
+// chunk-level answer is package libc's glibc malloc walker; a process
+// whose malloc libc cannot walk (musl, glibc without main_arena) gets a
+// mapping-level answer.
 func (s *Space) cHeapAt(addr uint64, m *coredump.Mapping) *CHeapInfo {
-	c := s.cHeapMapping(m)
-	if c == nil {
+	if !s.maybeCHeap(m) {
 		return nil
 	}
-	if c.MMapped && addr >= uint64(c.Chunk) && addr < uint64(c.Chunk)+c.Size {
-		return c
+	lr, ok := s.glibcMalloc()
+	if !ok {
+		return s.cHeapMapping(m)
 	}
-	out := *c
-	out.Chunk, out.Size, out.MMapped, out.InUse = 0, 0, false, nil
-	return &out
+	ch, err := lr.Chunk(addr)
+	if err != nil {
+		var corrupt *libc.CorruptChunkError
+		if errors.As(err, &corrupt) {
+			return &CHeapInfo{Mapping: coredump.Addr(m.Start), Evidence: "in a glibc malloc heap, but " + err.Error()}
+		}
+		return nil // glibc's walker knows its heaps: anything else is not one
+	}
+	return chunkInfo(ch, m)
 }
 
-// cHeapMapping recognises a C heap mapping from its first words.
-func (s *Space) cHeapMapping(m *coredump.Mapping) *CHeapInfo {
-	if m.Image != nil || m.FileBacked() || m.Perm&(coredump.PermRead|coredump.PermWrite) != coredump.PermRead|coredump.PermWrite {
-		return nil
-	}
-	if s.heap != nil && s.heap.Contains(m.Start) {
-		return nil
-	}
-	// A thread's stack can start with words that look like a chunk header
-	// (a deep recursion fills it to the bottom).
-	if s.stackAt(m.Start) != nil || s.stackAt(m.End-1) != nil {
-		return nil
-	}
-	var hdr [4]uint64
-	var b [32]byte
-	if _, err := s.p.ReadMemory(b[:], m.Start); err != nil {
-		return nil
-	}
-	for i := range hdr {
-		hdr[i] = le.Uint64(b[i*8:])
-	}
-	base := coredump.Addr(m.Start)
+func chunkInfo(ch *libc.Chunk, m *coredump.Mapping) *CHeapInfo {
+	c := &CHeapInfo{Mapping: coredump.Addr(m.Start), Chunk: coredump.Addr(ch.Addr), Mem: coredump.Addr(ch.Mem),
+		Size: ch.Size, State: ch.State.String(), MMapped: ch.Mmapped, Evidence: ch.How}
 	switch {
-	case hdr[0] == 0 && hdr[1] == tcacheChunkSize|chunkPrevInuse:
-		return &CHeapInfo{Arena: "main", Mapping: base,
-			Evidence: fmt.Sprintf("the mapping starts with glibc's tcache chunk (size field %#x)", hdr[1])}
-	case hdr[0] == 0 && hdr[1]&chunkIsMMapped != 0 && hdr[1]&^7 >= 4096 && (hdr[1]&^7)%4096 == 0 && hdr[1]&^7 <= m.Size():
-		t := true
-		return &CHeapInfo{Arena: "mmapped", Mapping: base, Chunk: base, Size: hdr[1] &^ 7, MMapped: true, InUse: &t,
-			Evidence: fmt.Sprintf("the mapping starts with a malloc chunk header with IS_MMAPPED set (size field %#x)", hdr[1])}
-	case m.Start%heapMaxSize == 0 && hdr[0] > m.Start && hdr[0] < m.Start+4096:
-		return &CHeapInfo{Arena: "non-main", Mapping: base,
-			Evidence: fmt.Sprintf("64 MiB-aligned heap whose heap_info.ar_ptr %#x points into it", hdr[0])}
+	case ch.Mmapped:
+		c.Arena = "mmapped"
+	case ch.MainArena:
+		c.Arena = "main"
+	default:
+		c.Arena = "non-main"
 	}
-	// The brk heap without tcache (old glibc, tcache disabled): the first
-	// anonymous mapping after the executable, within brk randomisation.
-	if exe := s.p.Exe; exe != nil && s.hasMalloc() {
-		end := s.imageEnd(exe)
-		below, _ := s.p.MappingsAround(m.Start - 1)
-		if m.Start >= end && m.Start-end <= maxBrkGap && below != nil && (below.Image == exe || below.Contains(end-1)) {
-			return &CHeapInfo{Arena: "main", Mapping: base,
-				Evidence: "first anonymous mapping after the executable's .bss (the brk heap)"}
-		}
+	inUse := ch.State == libc.ChunkInUse
+	c.InUse = &inUse
+	return c
+}
+
+// glibcMalloc returns the C runtime view when it can walk glibc malloc.
+func (s *Space) glibcMalloc() (*libc.Runtime, bool) {
+	lr, err := libc.Of(s.p)
+	if err != nil {
+		return nil, false
+	}
+	if _, err := lr.Arenas(); err != nil {
+		return nil, false
+	}
+	return lr, true
+}
+
+// maybeCHeap rules out mappings that cannot be C heap: images, files,
+// inaccessible or read-only memory, the Go heap and thread stacks (a deep
+// recursion fills a stack with words that look like chunk headers).
+func (s *Space) maybeCHeap(m *coredump.Mapping) bool {
+	if m.Image != nil || m.FileBacked() || m.Perm&(coredump.PermRead|coredump.PermWrite) != coredump.PermRead|coredump.PermWrite {
+		return false
+	}
+	s.loadGo()
+	if s.heap != nil && s.heap.Contains(m.Start) {
+		return false
+	}
+	return s.stackAt(m.Start) == nil && s.stackAt(m.End-1) == nil
+}
+
+// Mapping-level facts for a malloc libc cannot walk.
+const maxBrkGap = 32 << 20 // brk start randomisation on x86-64
+
+// cHeapMapping recognises the brk heap of a C allocator libc cannot walk
+// (musl's): the first anonymous mapping after the executable's .bss,
+// within brk randomisation, in a process that has a malloc.
+func (s *Space) cHeapMapping(m *coredump.Mapping) *CHeapInfo {
+	exe := s.p.Exe
+	if exe == nil || !s.hasMalloc() {
+		return nil
+	}
+	end := s.imageEnd(exe)
+	below, _ := s.p.MappingsAround(m.Start - 1)
+	if m.Start >= end && m.Start-end <= maxBrkGap && below != nil && (below.Image == exe || below.Contains(end-1)) {
+		return &CHeapInfo{Mapping: coredump.Addr(m.Start),
+			Evidence: "first anonymous mapping after the executable's .bss (the brk heap); the C allocator's chunks are not walked"}
 	}
 	return nil
 }
@@ -125,14 +149,52 @@ func (s *Space) hasMalloc() bool {
 	return false
 }
 
-// cHeapMappings lists the mappings recognised as C heap.
-func (s *Space) cHeapMappings() []*coredump.Mapping {
-	s.loadGo()
-	var out []*coredump.Mapping
-	for _, m := range s.p.Mappings {
-		if s.cHeapMapping(m) != nil {
-			out = append(out, m)
+// cHeapRange is C heap memory to scan for Go pointers.
+type cHeapRange struct {
+	start, end uint64
+	name       string // how the holder is named: "C heap chunk 0x..." or "C heap mapping 0x..."
+	chunk      uint64 // the in-use chunk, 0 when only the mapping is known
+}
+
+// cHeapRanges lists the C heap memory that holds program data: the user
+// data of every in-use glibc malloc chunk (free chunks hold stale words,
+// not pointers C keeps), or, without a walkable glibc malloc, the
+// mappings recognised as C heap.
+func (s *Space) cHeapRanges() (out []cHeapRange, notes []string) {
+	lr, ok := s.glibcMalloc()
+	if !ok {
+		for _, m := range s.p.Mappings {
+			if s.maybeCHeap(m) && s.cHeapMapping(m) != nil {
+				out = append(out, cHeapRange{start: m.Start, end: m.End, name: fmt.Sprintf("C heap mapping %#x", m.Start)})
+			}
+		}
+		return out, nil
+	}
+	add := func(ch *libc.Chunk) {
+		if ch.State == libc.ChunkInUse && ch.Addr+ch.Size > ch.Mem {
+			out = append(out, cHeapRange{start: ch.Mem, end: ch.Addr + ch.Size, chunk: ch.Mem,
+				name: fmt.Sprintf("C heap chunk %#x", ch.Mem)})
 		}
 	}
-	return out
+	if err := lr.Chunks(func(ch *libc.Chunk) bool { add(ch); return true }); err != nil {
+		notes = append(notes, "glibc malloc heaps: "+err.Error())
+	}
+	// Chunks malloc served with mmap head their own mappings.
+	for _, m := range s.p.Mappings {
+		if !s.maybeCHeap(m) {
+			continue
+		}
+		for a, n := m.Start, 0; a < m.End && n < maxMmapChunksScanned; n++ {
+			ch, err := lr.Chunk(a)
+			if err != nil || !ch.Mmapped {
+				break
+			}
+			add(ch)
+			a = ch.Addr + ch.Size
+		}
+	}
+	return out, notes
 }
+
+// maxMmapChunksScanned bounds the mmapped chunks read per mapping.
+const maxMmapChunksScanned = 4096

@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/coreexplain/coreexplain/coredump"
@@ -55,198 +54,79 @@ type goStack struct {
 }
 
 // goView is the part of the Go runtime's state that classification needs:
-// every stack the runtime owns and which thread runs which M.
-//
-// It reads runtime.allgs and runtime.allm itself, with offsets from the
-// binary's Layout. It is the one place to switch over to the goroutine and
-// thread API of package goruntime once that exists; nothing else in this
-// package walks runtime structures.
+// every stack the runtime owns and which thread runs which M, as package
+// goruntime reads them (allgs, allm, the thread↔M join).
 type goView struct {
 	Stacks []goStack
 	// MOfThread maps a tid to its M's id.
 	MOfThread map[int]int64
 }
 
-// Bounds on walking the runtime's lists: target memory is untrusted.
-const (
-	maxGoroutines = 1 << 22
-	maxMs         = 1 << 14
-)
-
-type gLayout struct {
-	lo, hi, status, goid, schedSP, syscallSP, m int64
-	gsize                                       int64
-	procid, mid, g0, gsignal, curg, alllink     int64
-}
-
-func loadGLayout(l *goruntime.Layout) (*gLayout, error) {
-	gl := &gLayout{}
-	g, err := l.Struct("runtime.g")
-	if err != nil {
-		return nil, err
-	}
-	m, err := l.Struct("runtime.m")
-	if err != nil {
-		return nil, err
-	}
-	gl.gsize = g.Size
-	for _, x := range []struct {
-		s   *goruntime.Struct
-		dst *int64
-		f   string
-	}{
-		{g, &gl.lo, "stack.lo"}, {g, &gl.hi, "stack.hi"}, {g, &gl.status, "atomicstatus"}, {g, &gl.goid, "goid"},
-		{g, &gl.schedSP, "sched.sp"}, {g, &gl.syscallSP, "syscallsp"}, {g, &gl.m, "m"},
-		{m, &gl.procid, "procid"}, {m, &gl.mid, "id"}, {m, &gl.g0, "g0"}, {m, &gl.gsignal, "gsignal"},
-		{m, &gl.curg, "curg"}, {m, &gl.alllink, "alllink"},
-	} {
-		f, err := x.s.Field(x.f)
-		if err != nil {
-			return nil, err
-		}
-		*x.dst = f.Offset
-	}
-	return gl, nil
-}
-
-func loadGoView(p *coredump.Process, bin *goruntime.Binary) (*goView, error) {
-	gl, err := loadGLayout(bin.Layout)
-	if err != nil {
-		return nil, fmt.Errorf("go runtime layout: %w", err)
-	}
+func newGoView(p *coredump.Process, rt *goruntime.Runtime) *goView {
 	v := &goView{MOfThread: map[int]int64{}}
-	statusName := map[int64]string{}
-	for name, val := range bin.Layout.Consts("runtime._G") {
-		// _Grunning, _Gwaiting, ...; not _GCoff and friends.
-		if st := name[len("runtime._G"):]; st != "" && st[0] >= 'a' && st[0] <= 'z' {
-			statusName[val] = st
-		}
-	}
+	tidOfM := map[*goruntime.M]int{}
 	threadSP := map[int]uint64{}
-	for _, t := range p.Threads {
-		threadSP[t.TID] = t.Regs.SP()
-	}
-	readG := func(g uint64) (lo, hi, goid, schedSP, syscallSP, mp uint64, status uint32, err error) {
-		b := make([]byte, gl.gsize)
-		if _, err = p.ReadMemory(b, g); err != nil {
-			return
+	for _, t := range rt.Threads() {
+		threadSP[t.TID] = t.Core.Regs.SP()
+		if t.M != nil {
+			tidOfM[t.M] = t.TID
+			v.MOfThread[t.TID] = t.M.ID
 		}
-		u64 := func(off int64) uint64 { return le.Uint64(b[off:]) }
-		lo, hi, goid = u64(gl.lo), u64(gl.hi), u64(gl.goid)
-		schedSP, syscallSP, mp = u64(gl.schedSP), u64(gl.syscallSP), u64(gl.m)
-		status = le.Uint32(b[gl.status:])
-		return
 	}
-
-	// Ms first: which thread runs which M, and their g0/gsignal stacks.
 	type mInfo struct {
-		id   int64
-		tid  int
-		curg uint64
+		id  int64
+		tid int
 	}
 	mOfG := map[uint64]mInfo{}
-	if allm, ok := bin.Symbol("runtime.allm"); ok {
-		mp, err := p.ReadUint64(allm)
-		seen := map[uint64]bool{}
-		for n := 0; err == nil && mp != 0 && !seen[mp] && n < maxMs; n++ {
-			seen[mp] = true
-			procid, e1 := p.ReadUint64(mp + uint64(gl.procid))
-			id, e2 := p.ReadUint64(mp + uint64(gl.mid))
-			g0, e3 := p.ReadUint64(mp + uint64(gl.g0))
-			gsig, e4 := p.ReadUint64(mp + uint64(gl.gsignal))
-			curg, e5 := p.ReadUint64(mp + uint64(gl.curg))
-			if err = errors.Join(e1, e2, e3, e4, e5); err != nil {
-				break
+	for _, m := range rt.Ms {
+		tid := tidOfM[m]
+		if m.CurGAddr != 0 {
+			mOfG[m.CurGAddr] = mInfo{m.ID, tid}
+		}
+		for _, sg := range []struct {
+			g    *goruntime.G
+			kind StackKind
+		}{{m.G0, SystemStack}, {m.Gsignal, SignalStack}} {
+			if sg.g == nil || !plausibleStack(p, sg.g.StackLo, sg.g.StackHi) {
+				continue
 			}
-			tid := 0
-			if procid != 0 && p.Thread(int(procid)) != nil {
-				tid = int(procid)
-				v.MOfThread[tid] = int64(id)
+			st := goStack{Kind: sg.kind, G: sg.g.Addr, Lo: sg.g.StackLo, Hi: sg.g.StackHi, TID: tid, M: m.ID, Status: "system"}
+			// Only the thread's own SP says where a system stack's live
+			// part ends: C code called through cgo runs below
+			// g0.sched.sp, so that is no bound.
+			if sp := threadSP[tid]; tid != 0 && sp >= st.Lo && sp < st.Hi {
+				st.SP, st.SPSource = sp, fmt.Sprintf("thread %d's SP", tid)
 			}
-			mi := mInfo{id: int64(id), tid: tid, curg: curg}
-			if curg != 0 {
-				mOfG[curg] = mi
-			}
-			for _, sg := range []struct {
-				g    uint64
-				kind StackKind
-			}{{g0, SystemStack}, {gsig, SignalStack}} {
-				if sg.g == 0 {
-					continue
-				}
-				lo, hi, _, _, _, _, _, err := readG(sg.g)
-				if err != nil || !plausibleStack(p, lo, hi) {
-					continue
-				}
-				st := goStack{Kind: sg.kind, G: sg.g, Lo: lo, Hi: hi, TID: tid, M: int64(id), Status: "system"}
-				// Only the thread's own SP says where a system stack's live
-				// part ends: C code called through cgo runs below
-				// g0.sched.sp, so that is no bound.
-				if sp := threadSP[tid]; tid != 0 && sp >= lo && sp < hi {
-					st.SP, st.SPSource = sp, fmt.Sprintf("thread %d's SP", tid)
-				}
-				v.Stacks = append(v.Stacks, st)
-			}
-			mp, err = p.ReadUint64(mp + uint64(gl.alllink))
-		}
-	}
-
-	allgs, ok := bin.Symbol("runtime.allgs")
-	if !ok {
-		return v, errors.New("the binary has no runtime.allgs symbol")
-	}
-	ptr, err1 := p.ReadUint64(allgs)
-	n, err2 := p.ReadUint64(allgs + 8)
-	if err := errors.Join(err1, err2); err != nil {
-		return v, fmt.Errorf("runtime.allgs: %w", err)
-	}
-	if n > maxGoroutines {
-		return v, fmt.Errorf("runtime.allgs claims %d goroutines", n)
-	}
-	ptrs := make([]byte, n*8)
-	if _, err := p.ReadMemory(ptrs, ptr); err != nil {
-		return v, fmt.Errorf("runtime.allgs array: %w", err)
-	}
-	gsyscall := int64(3)
-	gdead := int64(6)
-	for name, val := range bin.Layout.Consts("runtime._G") {
-		switch name {
-		case "runtime._Gsyscall":
-			gsyscall = val
-		case "runtime._Gdead":
-			gdead = val
-		}
-	}
-	for i := range n {
-		g := le.Uint64(ptrs[i*8:])
-		if g == 0 {
-			continue
-		}
-		lo, hi, goid, schedSP, syscallSP, _, status, err := readG(g)
-		if err != nil {
-			continue
-		}
-		st := goStack{Kind: GoroutineStack, Goid: int64(goid), G: g, Lo: lo, Hi: hi, M: -1}
-		s := int64(status &^ 0x1000) // _Gscan
-		st.Status = statusName[s]
-		st.Dead = s == gdead
-		if mi, ok := mOfG[g]; ok && !st.Dead {
-			st.TID, st.M = mi.tid, mi.id
-		}
-		switch {
-		case st.Dead:
-		case s == gsyscall && syscallSP >= lo && syscallSP < hi:
-			st.SP, st.SPSource = syscallSP, "g.syscallsp"
-		case st.TID != 0 && threadSP[st.TID] >= lo && threadSP[st.TID] < hi:
-			st.SP, st.SPSource = threadSP[st.TID], fmt.Sprintf("thread %d's SP", st.TID)
-		case schedSP >= lo && schedSP < hi:
-			st.SP, st.SPSource = schedSP, "g.sched.sp"
-		}
-		if plausibleStack(p, lo, hi) {
 			v.Stacks = append(v.Stacks, st)
 		}
 	}
-	return v, nil
+	add := func(g *goruntime.G, dead bool) {
+		if !plausibleStack(p, g.StackLo, g.StackHi) {
+			return
+		}
+		st := goStack{Kind: GoroutineStack, Goid: g.ID, G: g.Addr, Lo: g.StackLo, Hi: g.StackHi, M: -1,
+			Status: g.StatusName(), Dead: dead}
+		if mi, ok := mOfG[g.Addr]; ok && !dead {
+			st.TID, st.M = mi.tid, mi.id
+		}
+		switch {
+		case dead:
+		case g.InSyscall() && g.OnStack(g.SyscallSP):
+			st.SP, st.SPSource = g.SyscallSP, "g.syscallsp"
+		case st.TID != 0 && g.OnStack(threadSP[st.TID]):
+			st.SP, st.SPSource = threadSP[st.TID], fmt.Sprintf("thread %d's SP", st.TID)
+		case g.OnStack(g.Sched.SP):
+			st.SP, st.SPSource = g.Sched.SP, "g.sched.sp"
+		}
+		v.Stacks = append(v.Stacks, st)
+	}
+	for _, g := range rt.Gs {
+		add(g, false)
+	}
+	for _, g := range rt.Dead {
+		add(g, true)
+	}
+	return v
 }
 
 // maxStackBytes bounds a believable stack: the runtime's default

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/goruntime"
 	"github.com/go-delve/delve/pkg/dwarf/godwarf"
 	"github.com/go-delve/delve/pkg/dwarf/op"
 	"github.com/go-delve/delve/pkg/proc"
@@ -34,120 +35,129 @@ var loadCfg = proc.LoadConfig{FollowPointers: false, MaxVariableRecurse: 1, MaxS
 const maxFrames = 128
 
 // GoroutineFrames returns the Go frames of goroutine gid (the crashing
-// goroutine when gid is 0 and a fault names one; else the goroutine the
-// first thread runs).
+// goroutine when gid is 0; else the goroutine the crashing thread runs).
+//
+// The frames are package goruntime's (the binary's own pclntab unwinder,
+// the reference for what the stack is); Delve supplies each frame's
+// evaluation scope. A frame Delve's unwinder did not reach (it loses the
+// caller of a frameless function that faulted) gets a scope built from
+// goruntime's pc, stack pointer and CFA; an inlined call Delve did not
+// report has no scope (Scope nil), since only Delve's unwinder knows the
+// DWARF of an inlined instance.
 func GoroutineFrames(p *coredump.Process, gid int64) ([]Frame, error) {
+	sp := For(p)
+	rt := sp.Runtime()
+	if rt == nil {
+		return nil, fmt.Errorf("no Go runtime view: %s", strings.Join(sp.Problems(), "; "))
+	}
+	g, err := frameGoroutine(rt, gid)
+	if err != nil {
+		return nil, err
+	}
+	stack := rt.Stack(g, maxFrames)
+	if len(stack.Frames) == 0 {
+		if stack.Err != nil {
+			return nil, fmt.Errorf("stack of goroutine %d: %w", g.ID, stack.Err)
+		}
+		return nil, fmt.Errorf("goroutine %d has no frames", g.ID)
+	}
 	t, err := p.Delve()
 	if err != nil {
 		return nil, err
 	}
-	var g *proc.G
-	if gid == 0 {
-		if ft := For(p).CrashFault(); ft != nil && ft.Goroutine != 0 {
-			gid = ft.Goroutine
-		}
-	}
-	if gid != 0 {
-		g, err = proc.FindGoroutine(t, gid)
-	} else {
-		g, err = proc.GetG(t.CurrentThread())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("goroutine %d: %w", gid, err)
-	}
-	if g == nil {
-		return nil, fmt.Errorf("goroutine %d not found", gid)
-	}
-	frames, err := safeStack(t, g)
-	if err != nil {
-		return nil, fmt.Errorf("stack of goroutine %d: %w", g.ID, err)
+	dg, _ := proc.FindGoroutine(t, g.ID)
+	var dframes []proc.Stackframe
+	if dg != nil {
+		dframes, _ = safeStack(t, dg)
 	}
 	tid := -1
-	if g.Thread != nil {
-		tid = g.Thread.ThreadID()
+	if m := g.M(); m != nil && p.Thread(int(m.ProcID)) != nil {
+		tid = int(m.ProcID)
 	}
-	frames = reunwindAfterSigpanic(p, t, frames)
-	out := make([]Frame, 0, len(frames))
-	for i, fr := range frames {
-		f := Frame{Index: i, PC: fr.Call.PC, File: fr.Call.File, Line: fr.Call.Line, Inlined: fr.Inlined}
-		if fr.Call.Fn != nil {
-			f.Function = fr.Call.Fn.Name
+	out := make([]Frame, 0, len(stack.Frames))
+	next := 0 // Delve frames before it are matched or skipped
+	for _, fr := range stack.Frames {
+		if fr.Kind != goruntime.FrameGo {
+			continue
 		}
-		f.Scope = proc.FrameToScope(t, t.Memory(), g, tid, frames[i:]...)
-		if f.Scope.PC == 0 {
-			f.Scope.PC = fr.Current.PC // a frame this package unwound
+		f := Frame{Index: len(out), Function: fr.Func, File: fr.File, Line: fr.Line, PC: fr.PC, Inlined: fr.Inlined}
+		if k := matchDelveFrame(dframes[next:], fr); k >= 0 {
+			k += next
+			f.Scope = proc.FrameToScope(t, t.Memory(), dg, tid, dframes[k:]...)
+			if f.Scope.PC == 0 {
+				f.Scope.PC = dframes[k].Current.PC
+			}
+			next = k + 1
+		} else if !fr.Inlined {
+			f.Scope = synthScope(p, t, dg, tid, fr)
 		}
 		out = append(out, f)
 	}
 	return out, nil
 }
 
-// reunwindAfterSigpanic replaces Delve's frames above the frame that
-// faulted in Go code with frames unwound from the executable's call frame
-// information: Delve loses the caller of a frameless function that
-// faulted (it skips straight to runtime.main), while the runtime's own
-// traceback shows it. Frames up to the faulting one are Delve's, with
-// their inlined calls.
-func reunwindAfterSigpanic(p *coredump.Process, t *proc.Target, frames []proc.Stackframe) []proc.Stackframe {
-	sp := -1
-	for i, fr := range frames {
-		if fr.Call.Fn != nil && fr.Call.Fn.Name == "runtime.sigpanic" {
-			sp = i
-			break
+// frameGoroutine picks goroutine gid, or for 0 the crash's goroutine.
+func frameGoroutine(rt *goruntime.Runtime, gid int64) (*goruntime.G, error) {
+	if gid != 0 {
+		if g := rt.Goroutine(gid); g != nil {
+			return g, nil
+		}
+		return nil, fmt.Errorf("goroutine %d not found", gid)
+	}
+	if c, err := rt.Crash(); err == nil {
+		if c.G != nil && c.G.Role == goruntime.RoleGoroutine {
+			return c.G, nil
+		}
+		if c.Thread != nil && c.Thread.Goroutine != nil {
+			return c.Thread.Goroutine, nil
 		}
 	}
-	if sp < 0 || sp+1 >= len(frames) {
-		return frames
+	for _, th := range rt.Threads() {
+		if th.Goroutine != nil {
+			return th.Goroutine, nil
+		}
 	}
-	j := sp + 1
-	for j+1 < len(frames) && frames[j].Inlined {
-		j++
+	return nil, errors.New("no goroutine runs on any thread")
+}
+
+// maxMatchSkip bounds how many Delve frames may lie between two frames
+// both unwinders agree on.
+const maxMatchSkip = 16
+
+// matchDelveFrame finds the Delve frame of the same call as fr: same
+// canonical frame address and function.
+func matchDelveFrame(frames []proc.Stackframe, fr goruntime.Frame) int {
+	for k := range min(len(frames), maxMatchSkip) {
+		d := frames[k]
+		if d.Call.Fn != nil && uint64(d.Regs.CFA) == fr.CFA && d.Call.Fn.Name == fr.Func {
+			return k
+		}
 	}
-	fault := frames[j]
-	regs := &coredump.DwarfRegs{Arch: p.Arch}
-	regs.SetPC(fault.Current.PC)
-	regs.SetSP(uint64(frames[sp].Regs.CFA))
-	if bp := fault.Regs.BP(); bp != 0 {
-		regs.SetFP(bp)
-	}
+	return -1
+}
+
+// synthScope builds an evaluation scope for a physical Go frame from the
+// pc, stack pointer and CFA goruntime unwound: a Go function's frame base
+// is its CFA, so its arguments and locals on the stack are found.
+func synthScope(p *coredump.Process, t *proc.Target, g *proc.G, tid int, fr goruntime.Frame) *proc.EvalScope {
 	bi := t.BinInfo()
-	out := append([]proc.Stackframe(nil), frames[:j+1]...)
-	exact := true
-	for len(out) < maxFrames {
-		step, err := p.UnwindCFI(regs, exact)
-		if err != nil {
-			break
-		}
-		caller := step.Caller
-		pc := caller.PC()
-		fn := bi.PCToFunc(pc)
-		if fn == nil || caller.SP() <= regs.SP() {
-			break
-		}
-		file, line, _ := bi.PCToLine(pc - 1)
-		pcN, spN, fpN := dwarfRoles(p.Arch)
-		dr := op.NewDwarfRegisters(0, nil, binary.LittleEndian, pcN, spN, fpN, 0)
-		dr.AddReg(dr.SPRegNum, op.DwarfRegisterFromUint64(caller.SP()))
-		dr.AddReg(dr.PCRegNum, op.DwarfRegisterFromUint64(pc))
-		if bp, ok := caller.Get(int(fpN)); ok {
-			dr.AddReg(dr.BPRegNum, op.DwarfRegisterFromUint64(bp))
-		}
-		// Go functions' frame base is the CFA; find it by unwinding once
-		// more (the caller's own CFA).
-		if next, err := p.UnwindCFI(caller, false); err == nil {
-			dr.CFA, dr.FrameBase = int64(next.CFA), int64(next.CFA)
-		}
-		loc := proc.Location{PC: pc - 1, File: file, Line: line, Fn: fn}
-		out = append(out, proc.Stackframe{Current: proc.Location{PC: pc, File: file, Line: line, Fn: fn}, Call: loc, Regs: *dr})
-		if fn.Name == "runtime.goexit" || fn.Name == "runtime.main" || fn.Name == "runtime.mstart" {
-			break
-		}
-		regs, exact = caller, false
+	fn := bi.PCToFunc(fr.PC)
+	if fn == nil {
+		return nil
 	}
-	if len(out) <= j+1 {
-		return frames
+	lookup := fr.PC
+	if !fr.Trap && lookup > fn.Entry {
+		lookup-- // a return address: the call is the instruction before it
 	}
-	return out
+	pcN, spN, fpN := dwarfRoles(p.Arch)
+	dr := op.NewDwarfRegisters(0, nil, binary.LittleEndian, pcN, spN, fpN, 0)
+	dr.AddReg(dr.SPRegNum, op.DwarfRegisterFromUint64(fr.SP))
+	dr.AddReg(dr.PCRegNum, op.DwarfRegisterFromUint64(fr.PC))
+	dr.CFA, dr.FrameBase = int64(fr.CFA), int64(fr.CFA)
+	loc := proc.Location{PC: lookup, File: fr.File, Line: fr.Line, Fn: fn}
+	sc := proc.FrameToScope(t, t.Memory(), g, tid, proc.Stackframe{Current: loc, Call: loc, Regs: *dr})
+	sc.PC = lookup
+	return sc
 }
 
 // dwarfRoles are the DWARF numbers of the pc, sp and frame pointer.
@@ -167,8 +177,15 @@ func safeStack(t *proc.Target, g *proc.G) (frames []proc.Stackframe, err error) 
 	return proc.GoroutineStacktrace(t, g, maxFrames, 0)
 }
 
+// errNoScope: a frame without an evaluation scope (an inlined call only
+// goruntime's unwinder reported).
+var errNoScope = errors.New("the frame has no variable scope (an inlined call Delve did not unwind)")
+
 // FrameVars returns the arguments and locals of a frame.
 func FrameVars(sc *proc.EvalScope) (vars []*proc.Variable, err error) {
+	if sc == nil {
+		return nil, errNoScope
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			vars, err = nil, fmt.Errorf("delve: internal error reading variables: %v", r)
@@ -181,6 +198,9 @@ func FrameVars(sc *proc.EvalScope) (vars []*proc.Variable, err error) {
 
 // Eval evaluates a Go expression in a frame's scope.
 func Eval(sc *proc.EvalScope, expr string) (v *proc.Variable, err error) {
+	if sc == nil {
+		return nil, errNoScope
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			v, err = nil, fmt.Errorf("delve: internal error evaluating %q: %v", expr, r)
@@ -372,4 +392,104 @@ func fieldType(t godwarf.Type, path string) string {
 		cur = next
 	}
 	return cur.String()
+}
+
+// Bounds of the search for slices reachable from a frame.
+const (
+	maxSliceDepth = 2
+	maxSliceExprs = 256
+)
+
+// SliceExprs lists the expressions of a frame whose value is a slice or a
+// pointer to an array: its arguments and locals, and the fields of the
+// structs reachable from them through at most maxSliceDepth pointer
+// dereferences ("u.body", "req.hdr.items"). A slice kept in a struct
+// field is as dangerous as one in a variable.
+func SliceExprs(sc *proc.EvalScope) ([]string, error) {
+	vars, err := FrameVars(sc)
+	if len(vars) == 0 && err != nil {
+		return nil, err
+	}
+	return sliceExprs(sc, vars), nil
+}
+
+// GlobalSliceExprs is SliceExprs for the package variables of the
+// program's own packages (not the standard library's), with the elements
+// of slices of structs or of pointers to them ("main.pending[0].body"):
+// a slice header that lives in the heap keeps its length in the core when
+// the frames' registers do not.
+func GlobalSliceExprs(sc *proc.EvalScope, stdlib func(name string) bool) (exprs []string, err error) {
+	if sc == nil {
+		return nil, errNoScope
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			exprs, err = nil, fmt.Errorf("delve: internal error listing package variables: %v", r)
+		}
+	}()
+	all, err := sc.PackageVariables(proc.LoadConfig{})
+	var mine []*proc.Variable
+	for _, v := range all {
+		if v.Name != "" && !stdlib(v.Name) && !strings.Contains(v.Name, "..") {
+			mine = append(mine, v)
+		}
+	}
+	return sliceExprs(sc, mine), err
+}
+
+// maxSliceElems bounds the elements of a slice searched for slices.
+const maxSliceElems = 16
+
+func sliceExprs(sc *proc.EvalScope, vars []*proc.Variable) []string {
+	var out []string
+	var walk func(expr string, t godwarf.Type, depth int)
+	walk = func(expr string, t godwarf.Type, depth int) {
+		if len(out) >= maxSliceExprs || t == nil || depth > maxSliceDepth {
+			return
+		}
+		switch x := godwarf.ResolveTypedef(t).(type) {
+		case *godwarf.SliceType:
+			out = append(out, expr)
+			if !holdsStruct(x.ElemType) || depth == maxSliceDepth {
+				return
+			}
+			v, err := Eval(sc, expr)
+			if err != nil {
+				return
+			}
+			for i := range min(v.Len, maxSliceElems) {
+				walk(fmt.Sprintf("%s[%d]", expr, i), x.ElemType, depth+1)
+			}
+		case *godwarf.PtrType:
+			switch elem := godwarf.ResolveTypedef(x.Type).(type) {
+			case *godwarf.ArrayType:
+				out = append(out, expr)
+			case *godwarf.StructType:
+				walk(expr, elem, depth+1)
+			}
+		case *godwarf.StructType:
+			for _, f := range x.Field {
+				if f.Name != "" && f.Name != "_" {
+					walk(expr+"."+f.Name, f.Type, depth)
+				}
+			}
+		}
+	}
+	for _, v := range vars {
+		if v.Name == "" || strings.HasPrefix(v.Name, "~") || v.DwarfType == nil {
+			continue
+		}
+		walk(v.Name, v.DwarfType, 0)
+	}
+	return out
+}
+
+// holdsStruct reports a struct type or a pointer to one.
+func holdsStruct(t godwarf.Type) bool {
+	t = godwarf.ResolveTypedef(t)
+	if p, ok := t.(*godwarf.PtrType); ok {
+		t = godwarf.ResolveTypedef(p.Type)
+	}
+	_, ok := t.(*godwarf.StructType)
+	return ok
 }

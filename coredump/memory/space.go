@@ -225,6 +225,7 @@ type Space struct {
 
 	goOnce    sync.Once
 	bin       *goruntime.Binary
+	rt        *goruntime.Runtime
 	heap      *goruntime.Heap
 	gv        *goView
 	goErrs    []string
@@ -235,13 +236,16 @@ type Space struct {
 	fault     *Fault
 	secMu     sync.Mutex
 	secs      map[*coredump.Image][]section
+	regSaves  map[*coredump.Image]map[string]bool
 }
 
 type spaceKey struct{}
 
 // For returns the address-space view of p, shared by every caller.
 func For(p *coredump.Process) *Space {
-	return p.Cached(spaceKey{}, func() any { return &Space{p: p, secs: map[*coredump.Image][]section{}} }).(*Space)
+	return p.Cached(spaceKey{}, func() any {
+		return &Space{p: p, secs: map[*coredump.Image][]section{}, regSaves: map[*coredump.Image]map[string]bool{}}
+	}).(*Space)
 }
 
 // Process is the process the space belongs to.
@@ -264,16 +268,21 @@ func (s *Space) loadGo() {
 		} else {
 			s.goErrs = append(s.goErrs, err.Error())
 		}
-		gv, err := loadGoView(s.p, bin)
+		rt, err := goruntime.Load(s.p)
 		if err != nil {
-			s.goErrs = append(s.goErrs, "go stacks: "+err.Error())
+			s.goErrs = append(s.goErrs, "go runtime: "+err.Error())
+			return
 		}
-		s.gv = gv
+		s.rt, s.gv = rt, newGoView(s.p, rt)
 	})
 }
 
 // Go returns the Go binary, nil for a process without Go.
 func (s *Space) Go() *goruntime.Binary { s.loadGo(); return s.bin }
+
+// Runtime returns the Go runtime's view, nil for a process without Go
+// (or one whose runtime structures cannot be read: Problems says why).
+func (s *Space) Runtime() *goruntime.Runtime { s.loadGo(); return s.rt }
 
 // Heap returns the Go heap reader, nil when there is none.
 func (s *Space) Heap() *goruntime.Heap { s.loadGo(); return s.heap }
