@@ -70,6 +70,7 @@ type Process struct {
 	closers     []func() error
 	extCache    map[any]any
 	extMu       sync.Mutex
+	progress    Progress
 }
 
 // coreFilePath is the path of the uncompressed core file.

@@ -72,7 +72,7 @@ func runAddr(e *env, args []string) int {
 		}
 		addrs = append(addrs, uint64(v))
 	}
-	p, err := addrFlags.core.open(core, binary)
+	p, err := addrFlags.core.open(e, core, binary)
 	if err != nil {
 		return fail(e, err)
 	}

@@ -20,17 +20,27 @@ import (
 
 // liveFlags are the flags of every command that stops a live process.
 type liveFlags struct {
-	sysroot string
-	timeout time.Duration
+	sysroot  string
+	timeout  time.Duration
+	progress progressFlag
 }
 
 func (l *liveFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&l.sysroot, "sysroot", "", "read the process's files under `DIR` (default: its own root, /proc/PID/root)")
 	fs.DurationVar(&l.timeout, "stop-timeout", 5*time.Second, "give up when the threads do not all stop within this `TIME`")
+	l.progress.add(fs)
 }
 
-func (l *liveFlags) open(pid int) (*coredump.Process, error) {
-	return coredump.OpenLive(pid, coredump.LiveOptions{Sysroot: l.sysroot, StopTimeout: l.timeout})
+func (l *liveFlags) open(e *env, pid int) (*coredump.Process, error) {
+	if err := l.progress.check(); err != nil {
+		return nil, err
+	}
+	p, err := coredump.OpenLive(pid, coredump.LiveOptions{Sysroot: l.sysroot, StopTimeout: l.timeout})
+	if err != nil {
+		return nil, err
+	}
+	l.progress.install(e, p)
+	return p, nil
 }
 
 // reportFlags are the output flags of the commands that print a report.
@@ -92,7 +102,7 @@ func runAttach(e *env, args []string) int {
 	if err := f.out.check(); err != nil {
 		return fail(e, err)
 	}
-	p, err := f.live.open(pid)
+	p, err := f.live.open(e, pid)
 	if err != nil {
 		return fail(e, err)
 	}

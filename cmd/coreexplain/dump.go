@@ -45,7 +45,7 @@ func runDump(e *env, args []string) int {
 	if out == "" {
 		out = fmt.Sprintf("core.%d", pid)
 	}
-	p, err := f.live.open(pid)
+	p, err := f.live.open(e, pid)
 	if err != nil {
 		return fail(e, err)
 	}

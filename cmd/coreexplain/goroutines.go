@@ -57,7 +57,7 @@ func runGoroutines(e *env, args []string) int {
 			return fail(e, usageError{fmt.Sprintf("--grep: %v", err)})
 		}
 	}
-	p, err := f.core.open(core, binary)
+	p, err := f.core.open(e, core, binary)
 	if err != nil {
 		return fail(e, err)
 	}

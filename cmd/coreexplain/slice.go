@@ -58,7 +58,7 @@ func runSlice(e *env, args []string) int {
 		return fail(e, usageError{fmt.Sprintf("too many arguments: %q", rest[1:])})
 	}
 	spec := rest[0]
-	p, err := f.core.open(core, binary)
+	p, err := f.core.open(e, core, binary)
 	if err != nil {
 		return fail(e, err)
 	}

@@ -44,7 +44,7 @@ func runThreads(e *env, args []string) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	p, err := f.core.open(core, binary)
+	p, err := f.core.open(e, core, binary)
 	if err != nil {
 		return fail(e, err)
 	}

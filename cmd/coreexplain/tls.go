@@ -43,7 +43,7 @@ func runTLS(e *env, args []string) int {
 	if f.color != "auto" && f.color != "always" && f.color != "never" {
 		return fail(e, usageError{"--color must be auto, always or never"})
 	}
-	p, err := f.core.open(core, binary)
+	p, err := f.core.open(e, core, binary)
 	if err != nil {
 		return fail(e, err)
 	}

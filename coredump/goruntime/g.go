@@ -312,7 +312,11 @@ func (r *Runtime) readGs() error {
 		ptrs = ptrs[:k/8*8]
 	}
 	buf := make([]byte, r.off.gSize)
+	defer r.Proc.Progress("reading goroutines", len(ptrs)/8, len(ptrs)/8)
 	for i := 0; i+8 <= len(ptrs); i += 8 {
+		if i%(8*progressEvery) == 0 {
+			r.Proc.Progress("reading goroutines", i/8, len(ptrs)/8)
+		}
 		ga := le64(ptrs[i:])
 		if ga == 0 {
 			continue

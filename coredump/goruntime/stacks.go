@@ -163,7 +163,11 @@ func (r *Runtime) Buckets(max int) []*Bucket {
 	var key []uint64
 	u := r.newUnwinder(false, nil, nil, max)
 	now := r.nowEstimate()
-	for _, g := range r.Gs {
+	defer r.Proc.Progress("unwinding goroutines", len(r.Gs), len(r.Gs))
+	for i, g := range r.Gs {
+		if i%progressEvery == 0 {
+			r.Proc.Progress("unwinding goroutines", i, len(r.Gs))
+		}
 		var err error
 		phys, err = r.goroutinePhys(g, max, u)
 		key = key[:0]
@@ -228,6 +232,10 @@ func (r *Runtime) Buckets(max int) []*Bucket {
 	})
 	return out
 }
+
+// progressEvery is how many goroutines a walk handles between progress
+// reports.
+const progressEvery = 4096
 
 // hashKey is FNV-1a over the words of a bucket key.
 func hashKey(v []uint64) uint64 {
