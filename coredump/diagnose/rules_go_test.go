@@ -215,7 +215,7 @@ type handler struct{ onEvent func(int) int }
 func dispatch(h *handler, ev int) int { return h.onEvent(ev) }
 
 func main() { println(dispatch(&handler{}, 3)) }
-`, "go-panic", []string{"invalid memory address or nil pointer dereference", "main.dispatch"}},
+`, "nil-deref", []string{"Nil function call in main.dispatch: h.onEvent is nil (func(int) int)"}},
 	{"panic-nil-and-struct", `package main
 
 import "os"

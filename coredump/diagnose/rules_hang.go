@@ -83,13 +83,17 @@ func lockContention(f *Facts) []Finding {
 		fm.objs = append(fm.objs, o)
 	}
 	var out []Finding
-	causeGiven, skipped := false, 0
+	causeGiven, skipped, progressing := false, 0, 0
 	for _, fm := range fams {
 		n := 1
 		if len(fm.objs) >= minFamily {
 			n = len(fm.objs)
 		}
 		for _, o := range fm.objs[:n] {
+			if !hang && h.holderProgressing(o) {
+				progressing++
+				continue
+			}
 			if len(out) == maxContentionFindings {
 				skipped++
 				continue
@@ -119,7 +123,29 @@ func lockContention(f *Facts) []Finding {
 	if skipped > 0 {
 		f.Note("lock-contention: %s with waiters not reported (the %d with the most waiters are)", plural(skipped, "more object"), maxContentionFindings)
 	}
+	if progressing > 0 {
+		f.Note("lock-contention: %s with waiters not reported: a goroutine holding or referring to each was running, runnable or in a system call when the process crashed, so the wait was not stuck", plural(progressing, "object"))
+	}
 	return out
+}
+
+// holderProgressing reports that a goroutine the waiters of o wait for
+// (its likely holders, else the goroutines referring to it) was not
+// blocked: in a crash core that is work in progress cut short by the
+// crash, such as a WaitGroup waiting for workers that were still running,
+// not contention.
+func (h *HangFacts) holderProgressing(o *WaitObject) bool {
+	strong, weak := h.Holders(o)
+	holders := strong
+	if len(holders) == 0 {
+		holders = weak
+	}
+	for _, ho := range holders {
+		if !ho.G.Waiting() {
+			return true
+		}
+	}
+	return false
 }
 
 // familyContention reports objects of one family together: the waiters in
