@@ -442,7 +442,7 @@ func externalSignal(f *Facts) []Finding {
 // hangEvidence summarises what the goroutines were doing, biggest
 // groups first.
 func hangEvidence(r *goruntime.Runtime, fd *Finding) {
-	buckets := r.Buckets(64)
+	buckets := r.Buckets(0)
 	sort.SliceStable(buckets, func(i, j int) bool { return len(buckets[i].Goroutines) > len(buckets[j].Goroutines) })
 	n := 0
 	for _, b := range buckets {

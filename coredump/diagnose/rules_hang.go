@@ -51,6 +51,7 @@ const minChannelWaiters = 2
 // maxContentionFindings findings are made; the rest is counted in a note.
 const (
 	minFamily             = 3
+	maxProgressChecks     = 64
 	maxContentionFindings = 10
 )
 
@@ -89,8 +90,10 @@ func lockContention(f *Facts) []Finding {
 		if len(fm.objs) >= minFamily {
 			n = len(fm.objs)
 		}
-		for _, o := range fm.objs[:n] {
-			if !hang && h.holderProgressing(o) {
+		for i, o := range fm.objs[:n] {
+			// A family's objects share their waiters' code: a sample of
+			// them tells whether their holders were at work.
+			if !hang && i < maxProgressChecks && h.holderProgressing(o) {
 				progressing++
 				continue
 			}
@@ -394,7 +397,7 @@ func (h *HangFacts) chanState(o *WaitObject) (Evidence, bool) {
 // doing says what goroutine g is doing now, with the evidence; fn is the
 // function already named for it.
 func (h *HangFacts) doing(g *goruntime.G, fn string) (string, []Evidence) {
-	st := h.Stack(g)
+	st := h.frames(g)
 	src := fmt.Sprintf("stack of goroutine %d", g.ID)
 	switch {
 	case g.InSyscall():
@@ -437,8 +440,8 @@ func (h *HangFacts) doing(g *goruntime.G, fn string) (string, []Evidence) {
 
 // firstNonRuntime names the innermost frame outside the runtime: the call
 // that blocked, such as time.Sleep.
-func firstNonRuntime(st goruntime.Stack) string {
-	for _, fr := range st.Frames {
+func firstNonRuntime(frames []goruntime.Frame) string {
+	for _, fr := range frames {
 		if fr.Func != "" && !strings.HasPrefix(fr.Func, "runtime.") && !strings.HasPrefix(fr.Func, "internal/runtime/") {
 			return fr.Func
 		}
@@ -617,7 +620,7 @@ func goroutineLeak(f *Facts) []Finding {
 			fd.Evidence = append(fd.Evidence, Evidence{What: "the longest has waited at least " + fmtDuration(b.MaxWaitNanos), Source: "g.waitsince"})
 		}
 		for _, o := range h.Objects {
-			if len(o.Waiters) > 0 && bucketHas(b, o.Waiters[0].G) {
+			if len(o.Waiters) > 0 && h.RT.BucketOf(o.Waiters[0].G) == b {
 				fd.Evidence = append(fd.Evidence, Ev(fmt.Sprintf("they wait on %s", o.Label()), o.Addr, o.Source))
 				break
 			}
@@ -625,15 +628,6 @@ func goroutineLeak(f *Facts) []Finding {
 		out = append(out, fd)
 	}
 	return out
-}
-
-func bucketHas(b *goruntime.Bucket, g *goruntime.G) bool {
-	for _, m := range b.Goroutines {
-		if m == g {
-			return true
-		}
-	}
-	return false
 }
 
 // Threads stuck in C.
@@ -664,9 +658,8 @@ func stuckInC(f *Facts) []Finding {
 		}
 		fd.Location = &Location{TID: t.TID, Function: fn, PC: AddrPtr(t.Core.Regs.PC())}
 		if g := t.Goroutine; g != nil {
-			st := h.Stack(g)
 			caller := ""
-			for _, fr := range st.Frames {
+			for _, fr := range h.frames(g) {
 				if fr.Func != "" && !lockPlumbing(fr.Func) && !strings.Contains(fr.Func, "._Cfunc_") && !strings.Contains(fr.Func, "._cgo_") {
 					caller = fr.Func
 					break

@@ -51,6 +51,9 @@ type G struct {
 	Role GRole
 
 	r *Runtime
+	// bucket is the goroutine's bucket of identical stacks, set by the
+	// first Buckets walk at the default depth.
+	bucket *Bucket
 }
 
 // GRole says what a g is used for.
