@@ -106,6 +106,9 @@ func (h *HangFacts) findHolders(o *WaitObject) (strong, weak []*Holder) {
 		}
 		cands := make([]*Holder, len(members))
 		done, left := make([]bool, len(members)), len(members)
+		// Holders and their frames, allocated together: every member of
+		// a big bucket may be one.
+		var arena holderArena
 		var onStack [][]stackRef // the members' stack words, once needed
 		for i := range b.Frames {
 			if left == 0 {
@@ -145,11 +148,11 @@ func (h *HangFacts) findHolders(o *WaitObject) (strong, weak []*Holder) {
 				}
 				switch {
 				case ref && (lockCall || lockFuncs == nil):
-					cands[k] = holder(g, fr, lockFuncs != nil, ev)
+					cands[k] = arena.holder(g, fr, lockFuncs != nil, ev, len(members))
 					done[k] = true
 					left--
 				case ref && cands[k] == nil:
-					cands[k] = holder(g, fr, false, ev)
+					cands[k] = arena.holder(g, fr, false, ev, len(members))
 				}
 			}
 		}
@@ -199,11 +202,23 @@ func (h *HangFacts) codeTies(o *WaitObject, fr *goruntime.Frame, lockFuncs []str
 	return lockCall, objRef, ev
 }
 
-// holder makes the Holder for goroutine g at fr, a frame of its bucket.
-func holder(g *goruntime.G, fr *goruntime.Frame, strong bool, ev []Evidence) *Holder {
+type holderArena struct {
+	holders []Holder
+	frames  []goruntime.Frame
+}
+
+// holder makes the Holder for goroutine g at fr, a frame of its bucket
+// of n members.
+func (a *holderArena) holder(g *goruntime.G, fr *goruntime.Frame, strong bool, ev []Evidence, n int) *Holder {
+	if len(a.holders) == cap(a.holders) {
+		a.holders = make([]Holder, 0, min(n, 4096))
+		a.frames = make([]goruntime.Frame, 0, min(n, 4096))
+	}
 	own := *fr
 	own.SP, own.CFA, own.G = 0, 0, g
-	return &Holder{G: g, Frame: &own, Strong: strong, Evidence: ev}
+	a.frames = append(a.frames, own)
+	a.holders = append(a.holders, Holder{G: g, Frame: &a.frames[len(a.frames)-1], Strong: strong, Evidence: ev})
+	return &a.holders[len(a.holders)-1]
 }
 
 // targetsOf are the addresses whose presence in a frame ties the frame to

@@ -343,12 +343,29 @@ func (r *Runtime) readGs() error {
 	return nil
 }
 
-// isSystem reports a goroutine the runtime counts as a system goroutine
+// IsSystem reports a goroutine the runtime counts as a system goroutine
 // (runtime/traceback.go isSystemGoroutine): one started in package
 // runtime other than runtime.main.
 func (g *G) IsSystem() bool {
-	f, ok := g.r.Funcs.FuncAt(g.StartPC)
-	if !ok || f.Entry != g.StartPC {
+	r := g.r
+	r.systemMu.Lock()
+	defer r.systemMu.Unlock()
+	sys, ok := r.systemStart[g.StartPC]
+	if !ok {
+		sys = r.isSystemStart(g.StartPC)
+		if r.systemStart == nil {
+			r.systemStart = map[uint64]bool{}
+		}
+		r.systemStart[g.StartPC] = sys
+	}
+	return sys
+}
+
+// isSystemStart reports a goroutine start function of the runtime's own
+// goroutines.
+func (r *Runtime) isSystemStart(pc uint64) bool {
+	f, ok := r.Funcs.FuncAt(pc)
+	if !ok || f.Entry != pc {
 		return false
 	}
 	name := f.Name()

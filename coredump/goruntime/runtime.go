@@ -83,6 +83,9 @@ type Runtime struct {
 	bucketsMu sync.Mutex
 	buckets   map[int][]*Bucket // Buckets by depth bound
 	unwinders sync.Pool         // *unwinder, buffers reused by Stack
+
+	systemMu    sync.Mutex
+	systemStart map[uint64]bool // IsSystem by start pc
 }
 
 // ErrNoRuntime is returned by Load for a process whose executable is not a
