@@ -843,6 +843,9 @@ func newCoreMemory(f *os.File, size int64, p *Process) (*coreMemory, error) {
 // touch counts the windows of the mapping a read of n bytes at pos made
 // resident, and releases them past the budget.
 func (c *coreMemory) touch(pos int64, n int) {
+	if c.touched == nil {
+		return // not a mapping of ours
+	}
 	for w := pos / faultWindow; w <= (pos+int64(max(n, 1))-1)/faultWindow; w++ {
 		bit := uint64(1) << (w % 64)
 		if c.touched[w/64].Or(bit)&bit == 0 && c.resident.Add(faultWindow) > residentBudget {

@@ -29,12 +29,12 @@ type HangFacts struct {
 	p       *coredump.Process
 	holders map[*WaitObject]holdersResult
 	refs    map[uint64]codeRefsResult
-	waitOf  map[*goruntime.G][]*WaitObject
+	waitOf  [][]*WaitObject // by goroutine index
 	offs    syncOffsets
 	targets map[*WaitObject]map[uint64]string
 	// onStack are the words of goroutine stacks that point at the
-	// objects, by goroutine (indexStacks); nil until needed.
-	onStack map[*goruntime.G][]stackRef
+	// objects, by goroutine index (indexStacks); nil until needed.
+	onStack [][]stackRef
 }
 
 type codeRefsResult struct {
@@ -90,11 +90,12 @@ type Waiter struct {
 	// Func is the function that waits: the first frame outside the
 	// runtime and package sync.
 	Func string
-	// Frame is that function's frame, its code position: its stack
-	// addresses (SP, CFA) are not set, the frame is read from the
-	// goroutine's stack bucket. OwnFrame has them.
-	Frame *goruntime.Frame
-	frame int // Frame's index in G's stack
+	// Where is that function's frame for its code position (function,
+	// file, line, pc). It is the frame of G's stack bucket, shared by the
+	// goroutines with the same stack: its stack addresses are the
+	// bucket's first goroutine's. OwnFrame(G, frame) has G's own.
+	Where *goruntime.Frame
+	frame int
 	// WaitNanos is how long it has waited, -1 when the runtime did not
 	// record when the wait began.
 	WaitNanos int64
@@ -177,7 +178,7 @@ func loadHang(f *Facts) (*HangFacts, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &HangFacts{RT: rt, p: p, refs: map[uint64]codeRefsResult{}, waitOf: map[*goruntime.G][]*WaitObject{},
+	h := &HangFacts{RT: rt, p: p, refs: map[uint64]codeRefsResult{}, waitOf: make([][]*WaitObject, len(rt.Gs)),
 		holders: map[*WaitObject]holdersResult{}, targets: map[*WaitObject]map[uint64]string{}}
 	h.offs.resolve(rt.Binary.Layout)
 	if now, ok := p.Clock(); ok {
@@ -195,16 +196,15 @@ func loadHang(f *Facts) (*HangFacts, error) {
 			objects[k] = o
 		}
 		w := &Waiter{G: g, WaitNanos: -1}
-		if i := userFrame(h.frames(g)); i >= 0 {
-			fr := h.frames(g)[i]
-			fr.SP, fr.CFA, fr.G = 0, 0, g
-			w.Frame, w.Func, w.frame = &fr, fr.Func, i
+		frames := h.frames(g)
+		if i := userFrame(frames); i >= 0 {
+			w.Where, w.Func, w.frame = &frames[i], frames[i].Func, i
 		}
 		if g.WaitSince > 0 && h.Now >= g.WaitSince {
 			w.WaitNanos = h.Now - g.WaitSince
 		}
 		o.Waiters = append(o.Waiters, w)
-		h.waitOf[g] = append(h.waitOf[g], o)
+		h.waitOf[g.Index] = append(h.waitOf[g.Index], o)
 	}
 
 	semas, err := h.semaWaiters()
@@ -328,7 +328,12 @@ func (h *HangFacts) region(addr uint64) *memory.Region {
 }
 
 // WaitsOf returns the objects goroutine g waits on.
-func (h *HangFacts) WaitsOf(g *goruntime.G) []*WaitObject { return h.waitOf[g] }
+func (h *HangFacts) WaitsOf(g *goruntime.G) []*WaitObject {
+	if g.Index < 0 || g.Index >= len(h.waitOf) {
+		return nil
+	}
+	return h.waitOf[g.Index]
+}
 
 // chanMode maps a wait reason to what a goroutine wants from a channel.
 func chanMode(reason string) string {

@@ -69,7 +69,7 @@ const maxContainerOffset = 4096
 // pointer to the object or to the struct embedding it, the same pointer
 // the waiters hold). For a channel it finds the goroutines holding a
 // reference to it, which could send on it or close it.
-func (h *HangFacts) Holders(o *WaitObject) (strong, weak []*Holder) {
+func (h *HangFacts) Holders(o *WaitObject) (strong, weak HolderSet) {
 	if r, ok := h.holders[o]; ok {
 		return r.strong, r.weak
 	}
@@ -78,16 +78,45 @@ func (h *HangFacts) Holders(o *WaitObject) (strong, weak []*Holder) {
 	return strong, weak
 }
 
-type holdersResult struct{ strong, weak []*Holder }
+type holdersResult struct{ strong, weak HolderSet }
+
+// HolderSet is the goroutines that hold an object in one way (strong or
+// weak evidence): how many, and the first of them.
+type HolderSet struct {
+	// First are the maxListedHolders holders with the lowest goroutine
+	// ids, in that order.
+	First []*Holder
+	Count int
+	// Working counts the holders that were not waiting: running,
+	// runnable or in a system call.
+	Working int
+}
+
+// maxListedHolders bounds HolderSet.First: a finding names a few, and a
+// big bucket can make every one of its goroutines a holder.
+const maxListedHolders = 16
+
+// add counts g as a holder, keeping it when it is among the first; mk
+// makes the Holder only then.
+func (s *HolderSet) add(g *goruntime.G, mk func() *Holder) {
+	s.Count++
+	if !g.Waiting() {
+		s.Working++
+	}
+	if len(s.First) == maxListedHolders && g.ID >= s.First[len(s.First)-1].G.ID {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(s.First, g.ID, func(h *Holder, id int64) int { return cmp.Compare(h.G.ID, id) })
+	s.First = slices.Insert(s.First, i, mk())
+	if len(s.First) > maxListedHolders {
+		s.First = s.First[:maxListedHolders]
+	}
+}
 
 // findHolders works a stack bucket at a time: the members share their
 // frames, so what a frame's code does is decided once for all of them;
 // only the pointers in their frames are each goroutine's own.
-func (h *HangFacts) findHolders(o *WaitObject) (strong, weak []*Holder) {
-	waiting := map[*goruntime.G]bool{}
-	for _, w := range o.Waiters {
-		waiting[w.G] = true
-	}
+func (h *HangFacts) findHolders(o *WaitObject) (strong, weak HolderSet) {
 	lockFuncs := holderLockFuncs(o)
 	lo, hi, global := globalRange(h.p, o.Addr)
 	if o.holderHi != 0 {
@@ -97,18 +126,22 @@ func (h *HangFacts) findHolders(o *WaitObject) (strong, weak []*Holder) {
 	for _, b := range h.RT.Buckets(0) {
 		var members []*goruntime.G
 		for _, g := range b.Goroutines {
-			if !waiting[g] && !g.IsSystem() {
+			if !g.IsSystem() && !slices.Contains(h.WaitsOf(g), o) {
 				members = append(members, g)
 			}
 		}
 		if len(members) == 0 {
 			continue
 		}
-		cands := make([]*Holder, len(members))
-		done, left := make([]bool, len(members)), len(members)
-		// Holders and their frames, allocated together: every member of
-		// a big bucket may be one.
-		var arena holderArena
+		// What each member holds, by frame; Holders are made only for
+		// the few a HolderSet keeps.
+		type cand struct {
+			frame        int
+			found, final bool // a frame ties it; the tie is strong
+			ev           []Evidence
+		}
+		cands := make([]cand, len(members))
+		left := len(members)
 		var onStack [][]stackRef // the members' stack words, once needed
 		for i := range b.Frames {
 			if left == 0 {
@@ -130,11 +163,11 @@ func (h *HangFacts) findHolders(o *WaitObject) (strong, weak []*Holder) {
 				h.indexStacks()
 				onStack = make([][]stackRef, len(members))
 				for k, g := range members {
-					onStack[k] = h.onStack[g]
+					onStack[k] = h.onStack[g.Index]
 				}
 			}
 			for k, g := range members {
-				if done[k] {
+				if cands[k].final {
 					continue
 				}
 				ref, ev := objRef, codeEv
@@ -148,27 +181,33 @@ func (h *HangFacts) findHolders(o *WaitObject) (strong, weak []*Holder) {
 				}
 				switch {
 				case ref && (lockCall || lockFuncs == nil):
-					cands[k] = arena.holder(g, fr, lockFuncs != nil, ev, len(members))
-					done[k] = true
+					// Without lock functions (channels, wait groups
+					// without Done ahead) a reference is all there is:
+					// final, but weak.
+					cands[k] = cand{frame: i, found: true, final: true, ev: ev}
 					left--
-				case ref && cands[k] == nil:
-					cands[k] = arena.holder(g, fr, false, ev, len(members))
+				case ref && !cands[k].found:
+					cands[k] = cand{frame: i, found: true, ev: ev}
 				}
 			}
 		}
-		for _, c := range cands {
-			switch {
-			case c == nil:
-			case c.Strong:
-				strong = append(strong, c)
-			default:
-				weak = append(weak, c)
+		for k, c := range cands {
+			if !c.found {
+				continue
 			}
+			g, fr, ev := members[k], &b.Frames[c.frame], c.ev
+			isStrong := c.final && lockFuncs != nil
+			set := &weak
+			if isStrong {
+				set = &strong
+			}
+			set.add(g, func() *Holder {
+				own := *fr
+				own.SP, own.CFA, own.G = 0, 0, g
+				return &Holder{G: g, Frame: &own, Strong: isStrong, Evidence: ev}
+			})
 		}
 	}
-	byID := func(a, b *Holder) int { return cmp.Compare(a.G.ID, b.G.ID) }
-	slices.SortFunc(strong, byID)
-	slices.SortFunc(weak, byID)
 	return strong, weak
 }
 
@@ -200,25 +239,6 @@ func (h *HangFacts) codeTies(o *WaitObject, fr *goruntime.Frame, lockFuncs []str
 		}
 	}
 	return lockCall, objRef, ev
-}
-
-type holderArena struct {
-	holders []Holder
-	frames  []goruntime.Frame
-}
-
-// holder makes the Holder for goroutine g at fr, a frame of its bucket
-// of n members.
-func (a *holderArena) holder(g *goruntime.G, fr *goruntime.Frame, strong bool, ev []Evidence, n int) *Holder {
-	if len(a.holders) == cap(a.holders) {
-		a.holders = make([]Holder, 0, min(n, 4096))
-		a.frames = make([]goruntime.Frame, 0, min(n, 4096))
-	}
-	own := *fr
-	own.SP, own.CFA, own.G = 0, 0, g
-	a.frames = append(a.frames, own)
-	a.holders = append(a.holders, Holder{G: g, Frame: &a.frames[len(a.frames)-1], Strong: strong, Evidence: ev})
-	return &a.holders[len(a.holders)-1]
 }
 
 // targetsOf are the addresses whose presence in a frame ties the frame to
@@ -279,7 +299,7 @@ func (h *HangFacts) indexStacks() {
 	if h.onStack != nil {
 		return
 	}
-	h.onStack = map[*goruntime.G][]stackRef{}
+	h.onStack = make([][]stackRef, len(h.RT.Gs))
 	owners := map[uint64][]*WaitObject{}
 	for _, o := range h.Objects {
 		for t := range h.targetsOf(o) {
@@ -333,9 +353,7 @@ func (h *HangFacts) indexStacks() {
 				refs = append(refs, sr)
 			}
 		}
-		if refs != nil {
-			h.onStack[g] = refs
-		}
+		h.onStack[g.Index] = refs
 	}
 }
 
@@ -345,7 +363,7 @@ func targetHash(v uint64) uint64 { return (v>>3 ^ v>>19) & (1<<16 - 1) }
 // waiter's pointer to what it waits on says nothing about who holds it.
 func (h *HangFacts) tiesOther(g *goruntime.G, objs []*WaitObject) bool {
 	for _, o := range objs {
-		if !slices.Contains(h.waitOf[g], o) {
+		if !slices.Contains(h.WaitsOf(g), o) {
 			return true
 		}
 	}
@@ -379,7 +397,7 @@ func (h *HangFacts) containers(o *WaitObject) map[uint64]string {
 		if looked == maxContainerWaiters {
 			break
 		}
-		if w.Frame == nil {
+		if w.Where == nil {
 			continue
 		}
 		fr := h.OwnFrame(w.G, w.frame)

@@ -139,16 +139,10 @@ func lockContention(f *Facts) []Finding {
 // not contention.
 func (h *HangFacts) holderProgressing(o *WaitObject) bool {
 	strong, weak := h.Holders(o)
-	holders := strong
-	if len(holders) == 0 {
-		holders = weak
+	if strong.Count > 0 {
+		return strong.Working > 0
 	}
-	for _, ho := range holders {
-		if !ho.G.Waiting() {
-			return true
-		}
-	}
-	return false
+	return weak.Working > 0
 }
 
 // familyContention reports objects of one family together: the waiters in
@@ -242,16 +236,16 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 	}
 
 	strong, weak := h.Holders(o)
-	holders := strong
+	holders := strong.First
 	switch {
-	case len(strong) == 1:
-	case len(strong) > 1:
-		fd.Confidence, fd.Why = Medium, fmt.Sprintf("%d goroutines look like holders", len(strong))
-	case len(weak) > 0 && o.Kind != "channel":
-		holders = weak
+	case strong.Count == 1:
+	case strong.Count > 1:
+		fd.Confidence, fd.Why = Medium, fmt.Sprintf("%d goroutines look like holders", strong.Count)
+	case weak.Count > 0 && o.Kind != "channel":
+		holders = weak.First
 		fd.Confidence, fd.Why = Medium, "no goroutine's code both takes this lock and refers to it; these refer to it"
-	case len(weak) > 0:
-		holders = weak
+	case weak.Count > 0:
+		holders = weak.First
 	default:
 		fd.Confidence = Medium
 		if !isLock(o) {
@@ -267,7 +261,7 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 	for i, ho := range holders {
 		role := "held by"
 		switch {
-		case o.Kind == "sync.WaitGroup" && len(strong) > 0:
+		case o.Kind == "sync.WaitGroup" && strong.Count > 0:
 			role = "waiting for"
 		case o.Kind == "channel" || o.Kind == "sync.WaitGroup" || o.Kind == "semaphore":
 			role = "referenced by"
@@ -275,9 +269,9 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 		doing, ev := h.doing(ho.G, ho.Frame.Func)
 		if i == 0 {
 			more := ""
-			if n := len(strong) + len(weak); len(strong) > 1 || (len(strong) == 0 && len(weak) > 1) {
-				if len(strong) > 0 {
-					n = len(strong)
+			if n := strong.Count + weak.Count; strong.Count > 1 || (strong.Count == 0 && weak.Count > 1) {
+				if strong.Count > 0 {
+					n = strong.Count
 				}
 				more = fmt.Sprintf(" (and %s)", plural(n-1, "other"))
 			}
@@ -295,8 +289,8 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 	if fd.Key == "" && len(funcs) > 0 {
 		fd.Key = fmt.Sprintf("%s %s", o.Kind, funcs[0].Func)
 	}
-	if o.Waiters[0].Frame != nil && fd.Location == nil {
-		fr := o.Waiters[0].Frame
+	if o.Waiters[0].Where != nil && fd.Location == nil {
+		fr := o.Waiters[0].Where
 		fd.Location = &Location{Goroutine: o.Waiters[0].G.ID, Function: fr.Func, File: fr.File, Line: fr.Line, PC: AddrPtr(fr.PC)}
 	}
 	return fd
@@ -550,10 +544,10 @@ func (h *HangFacts) cycle(o *WaitObject, holder *goruntime.G) string {
 			return "deadlock: " + strings.Join(path, " and ")
 		}
 		strong, _ := h.Holders(next)
-		if len(strong) != 1 {
+		if strong.Count != 1 {
 			return ""
 		}
-		g = strong[0].G
+		g = strong.First[0].G
 		path = append(path, fmt.Sprintf("goroutine %d holds it", g.ID))
 	}
 	return ""
@@ -674,7 +668,7 @@ func stuckInC(f *Facts) []Finding {
 				if o.Kind == "channel" {
 					continue
 				}
-				if strong, _ := h.Holders(o); len(strong) == 1 && strong[0].G == g {
+				if strong, _ := h.Holders(o); strong.Count == 1 && strong.First[0].G == g {
 					fd.Summary += fmt.Sprintf(", holding %s that %s wait for", o.Label(), plural(len(o.Waiters), "goroutine"))
 					fd.Evidence = append(fd.Evidence, Ev(fmt.Sprintf("goroutine %d holds %s", g.ID, o.Label()), o.Addr, "lock-contention"))
 					fd.Confidence = High

@@ -84,8 +84,8 @@ type Runtime struct {
 	buckets   map[int][]*Bucket // Buckets by depth bound
 	unwinders sync.Pool         // *unwinder, buffers reused by Stack
 
-	systemMu    sync.Mutex
-	systemStart map[uint64]bool // IsSystem by start pc
+	systemMu     sync.Mutex
+	systemStarts map[uint64]bool // IsSystem by start pc
 }
 
 // ErrNoRuntime is returned by Load for a process whose executable is not a
