@@ -224,3 +224,36 @@ func TestHeapProfileSizeClasses(t *testing.T) {
 		t.Errorf("scan 640 B: %d objects, want the %d nodes and few others", n, nodes)
 	}
 }
+
+// go-big-heap's typed objects are counted exactly among its mixed heap.
+func TestHeapProfileMixed(t *testing.T) {
+	r, c := load(t, "go-big-heap", fixtures.Default)
+	prof, err := pprof.Heap(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _ := roundTrip(t, prof)
+	objects, space := map[string]int64{}, map[string]int64{}
+	for _, s := range back.Sample {
+		name := s.Location[0].Line[0].Function.Name
+		objects[name] += s.Value[0]
+		space[name] += s.Value[1]
+	}
+	fact := func(k string) int64 {
+		v, _ := strconv.ParseInt(c.Oracle.Facts[k][0], 10, 64)
+		return v
+	}
+	// An Item and its header fill the 1152-byte class; a Blob 8 pages.
+	for _, w := range []struct {
+		typ   string
+		n     int64
+		class int64
+	}{{"main.Item", fact("items"), 1152}, {"main.Blob", fact("blobs"), 65536}} {
+		if w.n == 0 || objects[w.typ] != w.n || space[w.typ] != w.n*w.class {
+			t.Errorf("%s: %d objects, %d bytes; want %d of %d bytes", w.typ, objects[w.typ], space[w.typ], w.n, w.class)
+		}
+	}
+	if n := objects["noscan 1024 B"]; n < fact("buffers") {
+		t.Errorf("noscan 1024 B: %d objects, want at least the %d buffers", n, fact("buffers"))
+	}
+}
