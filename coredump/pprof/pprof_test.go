@@ -50,6 +50,31 @@ func roundTrip(t *testing.T, prof *profile.Profile) (*profile.Profile, string) {
 	return back, path
 }
 
+// heapTotals sums a heap profile's objects and bytes by the sample's
+// innermost function: the type, else the size class.
+func heapTotals(prof *profile.Profile) (objects, space map[string]int64) {
+	objects, space = map[string]int64{}, map[string]int64{}
+	for _, s := range prof.Sample {
+		name := s.Location[0].Line[0].Function.Name
+		objects[name] += s.Value[0]
+		space[name] += s.Value[1]
+	}
+	return objects, space
+}
+
+// intFact is a number the fixture printed as FACT k=N.
+func intFact(t *testing.T, c *fixtures.Crash, k string) int64 {
+	t.Helper()
+	if len(c.Oracle.Facts[k]) != 1 {
+		t.Fatalf("fixture printed FACT %s %d times", k, len(c.Oracle.Facts[k]))
+	}
+	v, err := strconv.ParseInt(c.Oracle.Facts[k][0], 10, 64)
+	if err != nil {
+		t.Fatalf("FACT %s: %v", k, err)
+	}
+	return v
+}
+
 func hasFunc(s *profile.Sample, fn string) bool {
 	for _, l := range s.Location {
 		for _, ln := range l.Line {
@@ -161,24 +186,13 @@ func TestGoroutineProfileLabels(t *testing.T) {
 // ones it dropped before the collections not at all.
 func TestHeapProfile(t *testing.T) {
 	r, c := load(t, "go-heap-types", fixtures.Default)
-	fact := func(k string) int64 {
-		v, err := strconv.ParseInt(c.Oracle.Facts[k][0], 10, 64)
-		if err != nil {
-			t.Fatalf("FACT %s: %v", k, err)
-		}
-		return v
-	}
+	fact := func(k string) int64 { return intFact(t, c, k) }
 	prof, err := pprof.Heap(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	back, path := roundTrip(t, prof)
-	objects, space := map[string]int64{}, map[string]int64{}
-	for _, s := range back.Sample {
-		name := s.Location[0].Line[0].Function.Name
-		objects[name] += s.Value[0]
-		space[name] += s.Value[1]
-	}
+	objects, space := heapTotals(back)
 	// A Node is 600 bytes plus its malloc header: the 640-byte class; a
 	// Chunk fills five pages.
 	if objects["main.Node"] != fact("nodes") || space["main.Node"] != 640*fact("nodes") {
@@ -201,8 +215,7 @@ func TestHeapProfile(t *testing.T) {
 // scan objects.
 func TestHeapProfileSizeClasses(t *testing.T) {
 	r, c := load(t, "go-heap-types", fixtures.Variant{Go: "go1.21.13"})
-	nodes, _ := strconv.ParseInt(c.Oracle.Facts["nodes"][0], 10, 64)
-	chunks, _ := strconv.ParseInt(c.Oracle.Facts["chunks"][0], 10, 64)
+	nodes, chunks := intFact(t, c, "nodes"), intFact(t, c, "chunks")
 	prof, err := pprof.Heap(r)
 	if err != nil {
 		t.Fatal(err)
@@ -222,5 +235,30 @@ func TestHeapProfileSizeClasses(t *testing.T) {
 	// class with whatever else the runtime allocated there.
 	if n := objects["scan 640 B"]; n < nodes || n > nodes+64 {
 		t.Errorf("scan 640 B: %d objects, want the %d nodes and few others", n, nodes)
+	}
+}
+
+// go-big-heap's typed objects are counted exactly among its mixed heap.
+func TestHeapProfileMixed(t *testing.T) {
+	r, c := load(t, "go-big-heap", fixtures.Default)
+	prof, err := pprof.Heap(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _ := roundTrip(t, prof)
+	objects, space := heapTotals(back)
+	fact := func(k string) int64 { return intFact(t, c, k) }
+	// An Item and its header fill the 1152-byte class; a Blob 8 pages.
+	for _, w := range []struct {
+		typ   string
+		n     int64
+		class int64
+	}{{"main.Item", fact("items"), 1152}, {"main.Blob", fact("blobs"), 65536}} {
+		if w.n == 0 || objects[w.typ] != w.n || space[w.typ] != w.n*w.class {
+			t.Errorf("%s: %d objects, %d bytes; want %d of %d bytes", w.typ, objects[w.typ], space[w.typ], w.n, w.class)
+		}
+	}
+	if n := objects["noscan 1024 B"]; n < fact("buffers") {
+		t.Errorf("noscan 1024 B: %d objects, want at least the %d buffers", n, fact("buffers"))
 	}
 }
