@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
 )
 
@@ -44,17 +45,7 @@ func BenchmarkReport100k(b *testing.B) {
 // createdByMain checks that the report holds the goroutines main.main
 // started, want of them, and returns its goroutine total.
 func createdByMain(b *testing.B, out []byte, want int) int {
-	var r struct {
-		Goroutines *struct {
-			Total   int `json:"total"`
-			Buckets []struct {
-				Count     int `json:"count"`
-				CreatedBy *struct {
-					Function string `json:"function"`
-				} `json:"created_by"`
-			} `json:"buckets"`
-		} `json:"goroutines"`
-	}
+	var r report.Report
 	if err := json.Unmarshal(out, &r); err != nil || r.Goroutines == nil {
 		b.Fatalf("report without goroutines: %v", err)
 	}
