@@ -18,7 +18,7 @@ var built struct {
 	err  error
 }
 
-func builtCommand(t *testing.T) string {
+func builtCommand(t testing.TB) string {
 	t.Helper()
 	built.once.Do(func() {
 		built.dir, built.err = os.MkdirTemp("", "coreexplain-bin-")
