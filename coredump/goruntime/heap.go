@@ -398,12 +398,24 @@ func (h *Heap) Span(addr uint64) (*Span, error) {
 		return s, nil
 	}
 	h.mu.Unlock()
-	b := make([]byte, h.span.size)
+	s := &Span{}
+	if err := h.decodeSpan(s, addr, make([]byte, h.span.size)); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.spans[addr] = s
+	h.mu.Unlock()
+	return s, nil
+}
+
+// decodeSpan reads the mspan at addr into s, with buf (h.span.size bytes)
+// as scratch space.
+func (h *Heap) decodeSpan(s *Span, addr uint64, b []byte) error {
 	if _, err := h.p.ReadMemory(b, addr); err != nil {
-		return nil, fmt.Errorf("go heap: mspan at %#x: %w", addr, err)
+		return fmt.Errorf("go heap: mspan at %#x: %w", addr, err)
 	}
 	l := &h.span
-	s := &Span{
+	*s = Span{
 		Addr:       coredump.Addr(addr),
 		Start:      coredump.Addr(l.startAddr.read(b)),
 		NPages:     l.npages.read(b),
@@ -429,13 +441,10 @@ func (h *Heap) Span(addr uint64) (*Span, error) {
 	// needs sweeping in this cycle (mheap.go, mspan.sweepgen).
 	s.Unswept = h.sweepgen != 0 && s.Sweepgen == h.sweepgen-2 && s.State == SpanInUse
 	if s.NPages > maxHeapSpanBytes/h.pageSize {
-		return nil, fmt.Errorf("go heap: mspan at %#x claims %d pages", addr, s.NPages)
+		return fmt.Errorf("go heap: mspan at %#x claims %d pages", addr, s.NPages)
 	}
 	s.end = uint64(s.Start) + s.NPages*h.pageSize
-	h.mu.Lock()
-	h.spans[addr] = s
-	h.mu.Unlock()
-	return s, nil
+	return nil
 }
 
 // Lookup says where addr lies in the Go heap; ok is false when it lies in
@@ -515,26 +524,14 @@ func (h *Heap) bit(bits uint64, idx uint64) (bool, error) {
 	return b[0]&(1<<(idx%8)) != 0, nil
 }
 
-// objectType fills in the type the runtime records for the object: Go
-// 1.22+ keeps a *abi.Type in a malloc header at the start of scan objects
-// bigger than minSizeForMallocHeader, and in mspan.largeType for large
-// objects (runtime/mbitmap.go). Objects of Go 1.21 and earlier, noscan
-// objects and small objects have no type record.
+// objectType fills in the type the runtime records for the object (see
+// typeRecordOf).
 func (h *Heap) objectType(out *HeapAddr, s *Span) {
-	if s.NoScan || !h.bin.Version.AtLeast(22) {
-		return
-	}
 	var typ uint64
-	if s.SizeClass == 0 {
+	switch h.typeRecordOf(s) {
+	case typeInSpan:
 		typ = uint64(s.LargeType)
-	} else {
-		minHeader, ok := h.bin.Layout.Const("runtime.minSizeForMallocHeader")
-		if !ok {
-			minHeader = 512
-		}
-		if s.ElemSize <= uint64(minHeader) {
-			return
-		}
+	case typeInHeader:
 		v, err := h.p.ReadUint64(uint64(out.Object))
 		if err != nil || v == 0 {
 			return
@@ -548,6 +545,42 @@ func (h *Heap) objectType(out *HeapAddr, s *Span) {
 	if name, err := h.types.name(typ); err == nil {
 		out.Type, out.TypeAddr = name, coredump.Addr(typ)
 	}
+}
+
+// typeRecord says where the runtime records the types of a span's objects.
+type typeRecord uint8
+
+const (
+	typeNowhere  typeRecord = iota // small or noscan objects, Go 1.21 and earlier
+	typeInSpan                     // mspan.largeType: the span's one large object
+	typeInHeader                   // a malloc header: the object's first word
+)
+
+// typeRecordOf says where the types of s's objects are: Go 1.22+ keeps a
+// *abi.Type in a malloc header at the start of scan objects bigger than
+// minSizeForMallocHeader, and in mspan.largeType for large objects
+// (runtime/mbitmap.go). Objects of Go 1.21 and earlier, noscan objects and
+// small objects have no type record.
+func (h *Heap) typeRecordOf(s *Span) typeRecord {
+	if s.NoScan || !h.bin.Version.AtLeast(22) {
+		return typeNowhere
+	}
+	if s.SizeClass == 0 {
+		return typeInSpan
+	}
+	if s.ElemSize <= h.minHeaderSize() {
+		return typeNowhere
+	}
+	return typeInHeader
+}
+
+// minHeaderSize is runtime.minSizeForMallocHeader: scan objects above it
+// carry a malloc header.
+func (h *Heap) minHeaderSize() uint64 {
+	if v, ok := h.bin.Layout.Const("runtime.minSizeForMallocHeader"); ok && v > 0 {
+		return uint64(v)
+	}
+	return 512
 }
 
 // TypeName names the runtime type descriptor (*abi.Type) at addr.
