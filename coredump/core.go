@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -810,16 +811,58 @@ type coreMemory struct {
 	data []byte // the core mapped read-only; nil when mmap failed
 	size int64
 	p    *Process
+	// touched has a bit per faultWindow of data that reads have touched
+	// since release last dropped the pages; resident counts them.
+	touched  []atomic.Uint64
+	resident atomic.Int64
 }
+
+// The kernel counts every page of the mapped core a read touched in the
+// process's resident set until it is unmapped, and a walk over every
+// goroutine's stack touches most of a core: without a bound the resident
+// set would grow with the core, not with what the analysis keeps. A
+// read fault maps the pages around the one touched too (the kernel's
+// fault-around, 64 KiB by default), so touched memory is counted in
+// windows of that size; past residentBudget of them, release drops them.
+const (
+	faultWindow    = 64 << 10
+	residentBudget = 128 << 20
+)
 
 func newCoreMemory(f *os.File, size int64, p *Process) (*coreMemory, error) {
 	c := &coreMemory{f: f, size: size, p: p}
 	if size > 0 {
 		if data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED); err == nil {
 			c.data = data
+			c.touched = make([]atomic.Uint64, (size/faultWindow+64)/64)
 		}
 	}
 	return c, nil
+}
+
+// touch counts the windows of the mapping a read of n bytes at pos made
+// resident, and releases them past the budget.
+func (c *coreMemory) touch(pos int64, n int) {
+	if c.touched == nil {
+		return // not a mapping of ours
+	}
+	for w := pos / faultWindow; w <= (pos+int64(max(n, 1))-1)/faultWindow; w++ {
+		bit := uint64(1) << (w % 64)
+		if c.touched[w/64].Or(bit)&bit == 0 && c.resident.Add(faultWindow) > residentBudget {
+			c.release()
+		}
+	}
+}
+
+// release drops the mapped core's pages from the resident set. The
+// mapping is read-only and backed by the file: nothing is lost, a later
+// read faults the page in again from the page cache.
+func (c *coreMemory) release() {
+	syscall.Madvise(c.data, syscall.MADV_DONTNEED)
+	for i := range c.touched {
+		c.touched[i].Store(0)
+	}
+	c.resident.Store(0)
 }
 
 func (c *coreMemory) close() error {
@@ -851,6 +894,7 @@ func (c *coreMemory) readCore(m *Mapping, b []byte, addr uint64) error {
 	pos := m.coreOff + int64(off)
 	if c.data != nil {
 		copy(b, c.data[pos:pos+int64(len(b))])
+		c.touch(pos, len(b))
 		return nil
 	}
 	if n, err := c.f.ReadAt(b, pos); err != nil {

@@ -6,3 +6,6 @@ import "testing"
 // fixture cores but cannot import package fixtures, which imports this
 // package; the external test package sets it (fixture_cores_test.go).
 var FixtureCore func(tb testing.TB, name string) string
+
+// ResidentBudget is residentBudget for the external tests.
+const ResidentBudget = residentBudget

@@ -79,6 +79,11 @@ type Image struct {
 	cfi      *cfiTable
 	cfiErr   error
 	hostFile *os.File
+
+	debugOnce sync.Once
+	debugFile *elf.File // separate debug file (debugfile.go), nil when none
+	debugPath string
+	debugHost *os.File
 }
 
 // Name is the image's file name without directories.
@@ -166,6 +171,12 @@ type Symbol struct {
 	Addr uint64
 	Size uint64
 	Kind elf.SymType
+
+	// bindRank orders names at one address: 0 global, 1 weak, 2 local. A
+	// global name is the one callers know ("__stack_chk_fail" over musl's
+	// weak hidden "__stack_chk_fail_local"); local ones are static or alias
+	// names.
+	bindRank uint8
 }
 
 // Symbols returns the image's function and object symbols (.symtab and
@@ -190,16 +201,27 @@ func (im *Image) Symbols() []Symbol {
 				if typ != elf.STT_FUNC && typ != elf.STT_OBJECT && typ != elf.STT_GNU_IFUNC && typ != elf.STT_NOTYPE {
 					continue
 				}
+				// .symtab spells versioned names "pthread_kill@@GLIBC_2.34";
+				// .dynsym, as debug/elf reads it, does not.
+				if at := strings.IndexByte(s.Name, '@'); at > 0 {
+					s.Name = s.Name[:at]
+				}
 				key := symKey{s.Name, s.Value}
 				if seen[key] {
 					continue
 				}
 				seen[key] = true
-				im.syms = append(im.syms, Symbol{Name: s.Name, Addr: s.Value + im.Bias, Size: s.Size, Kind: typ})
+				im.syms = append(im.syms, Symbol{Name: s.Name, Addr: s.Value + im.Bias, Size: s.Size, Kind: typ, bindRank: bindRank(elf.ST_BIND(s.Info))})
 			}
 		}
 		if l, err := f.Symbols(); err == nil {
 			add(l)
+		} else if df := im.debugELF(); df != nil {
+			// Stripped: the symbol table went into the debug file, at the
+			// same link-time addresses.
+			if l, err := df.Symbols(); err == nil {
+				add(l)
+			}
 		}
 		if l, err := f.DynamicSymbols(); err == nil {
 			add(l)
@@ -210,9 +232,15 @@ func (im *Image) Symbols() []Symbol {
 			if a.Addr != b.Addr {
 				return a.Addr < b.Addr
 			}
-			// Prefer sized functions with public names at the same address.
+			// Prefer functions with global, public names at the same
+			// address: "raise" over "__GI_raise", "descend" over
+			// "descend.localalias" (local), "__stack_chk_fail" over
+			// "__stack_chk_fail_local" (weak).
 			if (a.Kind == elf.STT_FUNC) != (b.Kind == elf.STT_FUNC) {
 				return a.Kind == elf.STT_FUNC
+			}
+			if a.bindRank != b.bindRank {
+				return a.bindRank < b.bindRank
 			}
 			return !strings.HasPrefix(a.Name, "_") && strings.HasPrefix(b.Name, "_")
 		})
@@ -224,6 +252,16 @@ func (im *Image) Symbols() []Symbol {
 		}
 	})
 	return im.syms
+}
+
+func bindRank(b elf.SymBind) uint8 {
+	switch b {
+	case elf.STB_GLOBAL:
+		return 0
+	case elf.STB_WEAK:
+		return 1
+	}
+	return 2
 }
 
 // LookupSymbol returns the symbol called name.
@@ -241,15 +279,22 @@ func (im *Image) LookupSymbol(name string) (Symbol, bool) {
 func (im *Image) SymbolAt(addr uint64) (Symbol, bool) {
 	syms := im.Symbols()
 	i := sort.Search(len(syms), func(i int) bool { return syms[i].Addr > addr }) - 1
+	// Of the names at one address, Symbols sorts the preferred first.
+	first := func(i int) Symbol {
+		for i > 0 && syms[i-1].Addr == syms[i].Addr && syms[i-1].Size >= syms[i].Size {
+			i--
+		}
+		return syms[i]
+	}
 	for ; i >= 0; i-- {
 		s := syms[i]
 		if s.Size > 0 && addr < s.Addr+s.Size {
-			return s, true
+			return first(i), true
 		}
 		if s.Size == 0 && s.Kind != elf.STT_OBJECT {
 			m := im.proc.FindMapping(addr)
 			if m != nil && m.Contains(s.Addr) {
-				return s, true
+				return first(i), true
 			}
 		}
 		if s.Size > 0 && addr >= s.Addr+s.Size && s.Kind == elf.STT_FUNC {
@@ -287,6 +332,9 @@ func (im *Image) close() {
 	if im.hostFile != nil {
 		im.hostFile.Close()
 	}
+	if im.debugHost != nil {
+		im.debugHost.Close()
+	}
 }
 
 // FindImage returns the image with a mapping containing addr, or nil.
@@ -317,4 +365,21 @@ func (p *Process) Symbolize(addr uint64) (im *Image, sym Symbol, ok bool) {
 	}
 	sym, ok = im.SymbolAt(addr)
 	return im, sym, ok
+}
+
+// gccFragmentSuffixes are the suffixes GCC gives the pieces it splits a C
+// function into: cold paths, partial inlines, clones with changed
+// signatures or constants, and alias entries.
+var gccFragmentSuffixes = []string{".cold", ".part.", ".isra.", ".constprop.", ".localalias", ".lto_priv."}
+
+// FuncBase returns the source function a symbol belongs to:
+// "__assert_fail_base" for "__assert_fail_base.cold",
+// "_int_free" for "_int_free.part.0". Other names come back unchanged.
+func FuncBase(name string) string {
+	for _, s := range gccFragmentSuffixes {
+		if i := strings.Index(name, s); i > 0 {
+			name = name[:i]
+		}
+	}
+	return name
 }

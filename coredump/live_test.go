@@ -316,6 +316,16 @@ func TestLiveVanished(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Start returns once execve closed the child's close-on-exec pipe,
+	// before the kernel has mapped the new executable: wait until sleep
+	// sleeps.
+	for i := 0; i < 200; i++ {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && strings.HasPrefix(string(b[i:]), ") S") {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	p, err := coredump.OpenLive(cmd.Process.Pid, coredump.LiveOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -21,11 +21,9 @@ var pprofFlags struct {
 
 func init() {
 	register(&command{
-		name:  "pprof",
-		usage: "pprof [flags] CORE [BINARY]",
-		summary: "Write a pprof profile of the process: its goroutines (one sample per goroutine, labelled\n" +
-			"with state, wait reason and goroutine id), or with --heap its live heap by type and size\n" +
-			"class, from a scan of the heap's spans. Read it with go tool pprof.",
+		name:    "pprof",
+		usage:   "pprof [flags] CORE [BINARY]",
+		summary: "Write a pprof profile for go tool pprof: the goroutines (one sample each, labelled with state, wait reason and id), or with --heap the live heap by type and size class from a scan of every span.",
 		examples: []string{
 			"coreexplain pprof -o goroutines.pb.gz core.1234 ./server",
 			"go tool pprof -top goroutines.pb.gz",

@@ -83,7 +83,35 @@ func Run(f *Facts) []Finding {
 		}
 		return out[i].Confidence < out[j].Confidence
 	})
+	oneCause(out)
 	return out
+}
+
+// hangClasses are the findings that explain why a process was stuck rather
+// than why it died: a dump on request has one of each kind of cause.
+var hangClasses = map[string]bool{"lock-contention": true, "stuck-in-c": true, "goroutine-leak": true}
+
+// oneCause leaves the cause mark on the first cause of death and the first
+// cause of a hang only. Several rules see one event at their own level (a
+// nil dereference the runtime turned into a panic, a dangling slice whose
+// read faulted, a stack overflow the runtime reported as fatal): the most
+// specific, ranked first, explains it; the others stay as related findings.
+func oneCause(sorted []Finding) {
+	death, hang := false, false
+	for i := range sorted {
+		fd := &sorted[i]
+		if !fd.Cause {
+			continue
+		}
+		seen := &death
+		if hangClasses[fd.Class] {
+			seen = &hang
+		}
+		if *seen {
+			fd.Cause = false
+		}
+		*seen = true
+	}
 }
 
 func runRule(f *Facts, r Rule) (found []Finding) {

@@ -28,10 +28,13 @@ type HangFacts struct {
 
 	p       *coredump.Process
 	holders map[*WaitObject]holdersResult
-	stacks  map[*goruntime.G]goruntime.Stack
 	refs    map[uint64]codeRefsResult
-	waitOf  map[*goruntime.G][]*WaitObject
+	waitOf  [][]*WaitObject // by goroutine index
 	offs    syncOffsets
+	targets map[*WaitObject]map[uint64]string
+	// onStack are the words of goroutine stacks that point at the
+	// objects, by goroutine index (indexStacks); nil until needed.
+	onStack [][]stackRef
 }
 
 type codeRefsResult struct {
@@ -86,8 +89,13 @@ type Waiter struct {
 	G *goruntime.G
 	// Func is the function that waits: the first frame outside the
 	// runtime and package sync.
-	Func  string
-	Frame *goruntime.Frame
+	Func string
+	// Where is that function's frame for its code position (function,
+	// file, line, pc). It is the frame of G's stack bucket, shared by the
+	// goroutines with the same stack: its stack addresses are the
+	// bucket's first goroutine's. OwnFrame(G, frame) has G's own.
+	Where *goruntime.Frame
+	frame int
 	// WaitNanos is how long it has waited, -1 when the runtime did not
 	// record when the wait began.
 	WaitNanos int64
@@ -170,8 +178,8 @@ func loadHang(f *Facts) (*HangFacts, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &HangFacts{RT: rt, p: p, stacks: map[*goruntime.G]goruntime.Stack{}, refs: map[uint64]codeRefsResult{},
-		waitOf: map[*goruntime.G][]*WaitObject{}, holders: map[*WaitObject]holdersResult{}}
+	h := &HangFacts{RT: rt, p: p, refs: map[uint64]codeRefsResult{}, waitOf: make([][]*WaitObject, len(rt.Gs)),
+		holders: map[*WaitObject]holdersResult{}, targets: map[*WaitObject]map[uint64]string{}}
 	h.offs.resolve(rt.Binary.Layout)
 	if now, ok := p.Clock(); ok {
 		h.Now, h.NowExact = now, true
@@ -187,16 +195,16 @@ func loadHang(f *Facts) (*HangFacts, error) {
 			o = &WaitObject{Kind: k.kind, Addr: k.addr, Mode: k.mode, Sema: sema, Source: source, Name: globalName(p, k.addr)}
 			objects[k] = o
 		}
-		st := h.Stack(g)
-		w := &Waiter{G: g, Frame: userFrame(st), WaitNanos: -1}
-		if w.Frame != nil {
-			w.Func = w.Frame.Func
+		w := &Waiter{G: g, WaitNanos: -1}
+		frames := h.frames(g)
+		if i := userFrame(frames); i >= 0 {
+			w.Where, w.Func, w.frame = &frames[i], frames[i].Func, i
 		}
 		if g.WaitSince > 0 && h.Now >= g.WaitSince {
 			w.WaitNanos = h.Now - g.WaitSince
 		}
 		o.Waiters = append(o.Waiters, w)
-		h.waitOf[g] = append(h.waitOf[g], o)
+		h.waitOf[g.Index] = append(h.waitOf[g.Index], o)
 	}
 
 	semas, err := h.semaWaiters()
@@ -232,7 +240,11 @@ func loadHang(f *Facts) (*HangFacts, error) {
 		if len(a.Waiters) != len(b.Waiters) {
 			return len(a.Waiters) > len(b.Waiters)
 		}
-		return a.Addr < b.Addr
+		if a.Addr != b.Addr {
+			return a.Addr < b.Addr
+		}
+		// One channel can have receivers and, in selects, other waiters.
+		return a.Kind+" "+a.Mode < b.Kind+" "+b.Mode
 	})
 	return h, nil
 }
@@ -243,14 +255,25 @@ type objectKey struct {
 	mode string
 }
 
-// Stack is goroutine g's stack, unwound once.
-func (h *HangFacts) Stack(g *goruntime.G) goruntime.Stack {
-	st, ok := h.stacks[g]
-	if !ok {
-		st = h.RT.Stack(g, 0)
-		h.stacks[g] = st
+// frames are goroutine g's frames for what they say about code
+// (functions, files, lines, pcs): the frames of its stack bucket, shared
+// by the goroutines with the same stack, whose stack addresses are the
+// bucket's first goroutine's.
+func (h *HangFacts) frames(g *goruntime.G) []goruntime.Frame {
+	if b := h.RT.BucketOf(g); b != nil {
+		return b.Frames
 	}
-	return st
+	return h.RT.Stack(g, 0).Frames
+}
+
+// OwnFrame is frame i of goroutine g's stack, its stack addresses
+// included; nil when g's stack has no frame i.
+func (h *HangFacts) OwnFrame(g *goruntime.G, i int) *goruntime.Frame {
+	st := h.RT.Stack(g, 0)
+	if i < 0 || i >= len(st.Frames) {
+		return nil
+	}
+	return &st.Frames[i]
 }
 
 // maxGlobalBytes bounds one global variable scanned for channel pointers.
@@ -260,10 +283,12 @@ const maxGlobalBytes = 1 << 20
 // it, when one does ("channel main.jobs"): one pass over the executable's
 // data symbols.
 func (h *HangFacts) nameChannels() {
-	want := map[uint64]*WaitObject{}
+	// A channel can be several objects: its receivers, its senders,
+	// the selects waiting on it.
+	want := map[uint64][]*WaitObject{}
 	for _, o := range h.Objects {
 		if o.Kind == "channel" && o.Name == "" {
-			want[o.Addr] = o
+			want[o.Addr] = append(want[o.Addr], o)
 		}
 	}
 	if len(want) == 0 || h.p.Exe == nil {
@@ -279,7 +304,10 @@ func (h *HangFacts) nameChannels() {
 		}
 		for off := 0; off+8 <= len(b); off += 8 {
 			v := binary.LittleEndian.Uint64(b[off:])
-			if o := want[v]; o != nil && o.Name == "" {
+			for _, o := range want[v] {
+				if o.Name != "" {
+					continue
+				}
 				o.Name, o.holderLo, o.holderHi = s.Name, s.Addr, s.Addr+s.Size
 				if off > 0 {
 					o.Name = fmt.Sprintf("%s+%#x", s.Name, off)
@@ -300,7 +328,12 @@ func (h *HangFacts) region(addr uint64) *memory.Region {
 }
 
 // WaitsOf returns the objects goroutine g waits on.
-func (h *HangFacts) WaitsOf(g *goruntime.G) []*WaitObject { return h.waitOf[g] }
+func (h *HangFacts) WaitsOf(g *goruntime.G) []*WaitObject {
+	if g.Index < 0 || g.Index >= len(h.waitOf) {
+		return nil
+	}
+	return h.waitOf[g.Index]
+}
 
 // chanMode maps a wait reason to what a goroutine wants from a channel.
 func chanMode(reason string) string {
@@ -318,7 +351,7 @@ func chanMode(reason string) string {
 // classifySema works out which sync object a semaphore waiter waits on,
 // from its wait reason and the sync frames on its stack.
 func (h *HangFacts) classifySema(g *goruntime.G, sema uint64) objectKey {
-	st := h.Stack(g)
+	st := h.frames(g)
 	o := h.offs
 	switch reason := g.WaitReasonName(); {
 	case reason == "sync.RWMutex.RLock":
@@ -403,19 +436,20 @@ func lockPlumbing(fn string) bool {
 	return false
 }
 
-// userFrame returns the first frame of st outside the blocking plumbing.
-func userFrame(st goruntime.Stack) *goruntime.Frame {
-	for i := range st.Frames {
-		fr := &st.Frames[i]
+// userFrame returns the index of the first frame outside the blocking
+// plumbing, -1 when there is none.
+func userFrame(frames []goruntime.Frame) int {
+	for i := range frames {
+		fr := &frames[i]
 		if fr.Kind == goruntime.FrameGo && fr.Func != "" && !lockPlumbing(fr.Func) {
-			return fr
+			return i
 		}
 	}
-	return nil
+	return -1
 }
 
-func hasFrame(st goruntime.Stack, fns ...string) bool {
-	for _, fr := range st.Frames {
+func hasFrame(frames []goruntime.Frame, fns ...string) bool {
+	for _, fr := range frames {
 		for _, fn := range fns {
 			if fr.Func == fn {
 				return true

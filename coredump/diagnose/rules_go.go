@@ -280,11 +280,15 @@ func blockingObject(r *goruntime.Runtime, frames []goruntime.Frame) (obj uint64,
 	return obj, via, nil
 }
 
-// deadlock says what every goroutine waits on.
+// deadlock says what every goroutine waits on, the first
+// maxDeadlockListed one by one.
 func deadlock(r *goruntime.Runtime, fd *Finding) {
 	waiting := 0
 	for _, g := range r.Gs {
 		if g.IsSystem() {
+			continue
+		}
+		if waiting++; waiting > maxDeadlockListed {
 			continue
 		}
 		st := r.Stack(g, 64)
@@ -301,10 +305,17 @@ func deadlock(r *goruntime.Runtime, fd *Finding) {
 			ev.Addr = AddrPtr(obj)
 		}
 		fd.Evidence = append(fd.Evidence, ev)
-		waiting++
+	}
+	if more := waiting - maxDeadlockListed; more > 0 {
+		fd.Evidence = append(fd.Evidence, Evidence{What: fmt.Sprintf("%s more, grouped by stack in the goroutine buckets", plural(more, "goroutine")),
+			Source: "allgs"})
 	}
 	fd.Summary += fmt.Sprintf(": all %d goroutines of the program are blocked", waiting)
 }
+
+// maxDeadlockListed bounds the goroutines a deadlock finding lists one
+// by one.
+const maxDeadlockListed = 32
 
 // recursionCycle finds the shortest sequence of functions that repeats
 // at least three times in a row from the innermost frames.
@@ -442,7 +453,7 @@ func externalSignal(f *Facts) []Finding {
 // hangEvidence summarises what the goroutines were doing, biggest
 // groups first.
 func hangEvidence(r *goruntime.Runtime, fd *Finding) {
-	buckets := r.Buckets(64)
+	buckets := r.Buckets(0)
 	sort.SliceStable(buckets, func(i, j int) bool { return len(buckets[i].Goroutines) > len(buckets[j].Goroutines) })
 	n := 0
 	for _, b := range buckets {

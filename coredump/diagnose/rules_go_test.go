@@ -215,7 +215,7 @@ type handler struct{ onEvent func(int) int }
 func dispatch(h *handler, ev int) int { return h.onEvent(ev) }
 
 func main() { println(dispatch(&handler{}, 3)) }
-`, "go-panic", []string{"invalid memory address or nil pointer dereference", "main.dispatch"}},
+`, "nil-deref", []string{"Nil function call in main.dispatch: h.onEvent is nil (func(int) int)"}},
 	{"panic-nil-and-struct", `package main
 
 import "os"
@@ -324,5 +324,53 @@ func TestUnseenGoPrograms(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A deadlock of many goroutines lists the first ones and counts the rest,
+// so the finding stays readable and cheap at any scale.
+func TestDeadlockManyGoroutines(t *testing.T) {
+	t.Setenv("COREEXPLAIN_FIXTURE_CACHE", t.TempDir())
+	src := `package main
+
+import "sync"
+
+func main() {
+	var mu sync.Mutex
+	mu.Lock()
+	for i := 0; i < 99; i++ {
+		go func() { mu.Lock() }()
+	}
+	mu.Lock()
+}
+`
+	f, err := fixtures.FromSource(t.TempDir(), "gen-deadlock-many", fixtures.Spec{Lang: fixtures.LangGo},
+		map[string]string{"main.go": src, "go.mod": "module gen/deadlockmany\n\ngo 1.21\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Crash(fixtures.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fs := diagnoseCrash(t, c)
+	fd := findClass(fs, "go-fatal")
+	if fd == nil {
+		t.Fatalf("no go-fatal finding: %v", fs)
+	}
+	if !strings.Contains(fd.Summary, "all 100 goroutines of the program are blocked") {
+		t.Errorf("summary %q does not count the 100 goroutines", fd.Summary)
+	}
+	listed, more := 0, ""
+	for _, e := range fd.Evidence {
+		if strings.HasPrefix(e.What, "goroutine ") && strings.Contains(e.What, "[sync.Mutex.Lock]") {
+			listed++
+		}
+		if strings.Contains(e.What, "more, grouped by stack") {
+			more = e.What
+		}
+	}
+	if listed != 32 || more != "68 goroutines more, grouped by stack in the goroutine buckets" {
+		t.Errorf("%d goroutines listed, then %q; want 32 and the 68 others counted", listed, more)
 	}
 }

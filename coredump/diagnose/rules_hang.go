@@ -51,6 +51,7 @@ const minChannelWaiters = 2
 // maxContentionFindings findings are made; the rest is counted in a note.
 const (
 	minFamily             = 3
+	maxProgressChecks     = 64
 	maxContentionFindings = 10
 )
 
@@ -83,13 +84,19 @@ func lockContention(f *Facts) []Finding {
 		fm.objs = append(fm.objs, o)
 	}
 	var out []Finding
-	causeGiven, skipped := false, 0
+	causeGiven, skipped, progressing := false, 0, 0
 	for _, fm := range fams {
 		n := 1
 		if len(fm.objs) >= minFamily {
 			n = len(fm.objs)
 		}
-		for _, o := range fm.objs[:n] {
+		for i, o := range fm.objs[:n] {
+			// A family's objects share their waiters' code: a sample of
+			// them tells whether their holders were at work.
+			if !hang && i < maxProgressChecks && h.holderProgressing(o) {
+				progressing++
+				continue
+			}
 			if len(out) == maxContentionFindings {
 				skipped++
 				continue
@@ -119,7 +126,23 @@ func lockContention(f *Facts) []Finding {
 	if skipped > 0 {
 		f.Note("lock-contention: %s with waiters not reported (the %d with the most waiters are)", plural(skipped, "more object"), maxContentionFindings)
 	}
+	if progressing > 0 {
+		f.Note("lock-contention: %s with waiters not reported: a goroutine holding or referring to each was running, runnable or in a system call when the process crashed, so the wait was not stuck", plural(progressing, "object"))
+	}
 	return out
+}
+
+// holderProgressing reports that a goroutine the waiters of o wait for
+// (its likely holders, else the goroutines referring to it) was not
+// blocked: in a crash core that is work in progress cut short by the
+// crash, such as a WaitGroup waiting for workers that were still running,
+// not contention.
+func (h *HangFacts) holderProgressing(o *WaitObject) bool {
+	strong, weak := h.Holders(o)
+	if strong.Count > 0 {
+		return strong.Working > 0
+	}
+	return weak.Working > 0
 }
 
 // familyContention reports objects of one family together: the waiters in
@@ -213,16 +236,16 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 	}
 
 	strong, weak := h.Holders(o)
-	holders := strong
+	holders := strong.First
 	switch {
-	case len(strong) == 1:
-	case len(strong) > 1:
-		fd.Confidence, fd.Why = Medium, fmt.Sprintf("%d goroutines look like holders", len(strong))
-	case len(weak) > 0 && o.Kind != "channel":
-		holders = weak
+	case strong.Count == 1:
+	case strong.Count > 1:
+		fd.Confidence, fd.Why = Medium, fmt.Sprintf("%d goroutines look like holders", strong.Count)
+	case weak.Count > 0 && o.Kind != "channel":
+		holders = weak.First
 		fd.Confidence, fd.Why = Medium, "no goroutine's code both takes this lock and refers to it; these refer to it"
-	case len(weak) > 0:
-		holders = weak
+	case weak.Count > 0:
+		holders = weak.First
 	default:
 		fd.Confidence = Medium
 		if !isLock(o) {
@@ -238,7 +261,7 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 	for i, ho := range holders {
 		role := "held by"
 		switch {
-		case o.Kind == "sync.WaitGroup" && len(strong) > 0:
+		case o.Kind == "sync.WaitGroup" && strong.Count > 0:
 			role = "waiting for"
 		case o.Kind == "channel" || o.Kind == "sync.WaitGroup" || o.Kind == "semaphore":
 			role = "referenced by"
@@ -246,9 +269,9 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 		doing, ev := h.doing(ho.G, ho.Frame.Func)
 		if i == 0 {
 			more := ""
-			if n := len(strong) + len(weak); len(strong) > 1 || (len(strong) == 0 && len(weak) > 1) {
-				if len(strong) > 0 {
-					n = len(strong)
+			if n := strong.Count + weak.Count; strong.Count > 1 || (strong.Count == 0 && weak.Count > 1) {
+				if strong.Count > 0 {
+					n = strong.Count
 				}
 				more = fmt.Sprintf(" (and %s)", plural(n-1, "other"))
 			}
@@ -266,8 +289,8 @@ func (h *HangFacts) contention(o *WaitObject) Finding {
 	if fd.Key == "" && len(funcs) > 0 {
 		fd.Key = fmt.Sprintf("%s %s", o.Kind, funcs[0].Func)
 	}
-	if o.Waiters[0].Frame != nil && fd.Location == nil {
-		fr := o.Waiters[0].Frame
+	if o.Waiters[0].Where != nil && fd.Location == nil {
+		fr := o.Waiters[0].Where
 		fd.Location = &Location{Goroutine: o.Waiters[0].G.ID, Function: fr.Func, File: fr.File, Line: fr.Line, PC: AddrPtr(fr.PC)}
 	}
 	return fd
@@ -368,7 +391,7 @@ func (h *HangFacts) chanState(o *WaitObject) (Evidence, bool) {
 // doing says what goroutine g is doing now, with the evidence; fn is the
 // function already named for it.
 func (h *HangFacts) doing(g *goruntime.G, fn string) (string, []Evidence) {
-	st := h.Stack(g)
+	st := h.frames(g)
 	src := fmt.Sprintf("stack of goroutine %d", g.ID)
 	switch {
 	case g.InSyscall():
@@ -411,8 +434,8 @@ func (h *HangFacts) doing(g *goruntime.G, fn string) (string, []Evidence) {
 
 // firstNonRuntime names the innermost frame outside the runtime: the call
 // that blocked, such as time.Sleep.
-func firstNonRuntime(st goruntime.Stack) string {
-	for _, fr := range st.Frames {
+func firstNonRuntime(frames []goruntime.Frame) string {
+	for _, fr := range frames {
 		if fr.Func != "" && !strings.HasPrefix(fr.Func, "runtime.") && !strings.HasPrefix(fr.Func, "internal/runtime/") {
 			return fr.Func
 		}
@@ -521,10 +544,10 @@ func (h *HangFacts) cycle(o *WaitObject, holder *goruntime.G) string {
 			return "deadlock: " + strings.Join(path, " and ")
 		}
 		strong, _ := h.Holders(next)
-		if len(strong) != 1 {
+		if strong.Count != 1 {
 			return ""
 		}
-		g = strong[0].G
+		g = strong.First[0].G
 		path = append(path, fmt.Sprintf("goroutine %d holds it", g.ID))
 	}
 	return ""
@@ -591,7 +614,7 @@ func goroutineLeak(f *Facts) []Finding {
 			fd.Evidence = append(fd.Evidence, Evidence{What: "the longest has waited at least " + fmtDuration(b.MaxWaitNanos), Source: "g.waitsince"})
 		}
 		for _, o := range h.Objects {
-			if len(o.Waiters) > 0 && bucketHas(b, o.Waiters[0].G) {
+			if len(o.Waiters) > 0 && h.RT.BucketOf(o.Waiters[0].G) == b {
 				fd.Evidence = append(fd.Evidence, Ev(fmt.Sprintf("they wait on %s", o.Label()), o.Addr, o.Source))
 				break
 			}
@@ -599,15 +622,6 @@ func goroutineLeak(f *Facts) []Finding {
 		out = append(out, fd)
 	}
 	return out
-}
-
-func bucketHas(b *goruntime.Bucket, g *goruntime.G) bool {
-	for _, m := range b.Goroutines {
-		if m == g {
-			return true
-		}
-	}
-	return false
 }
 
 // Threads stuck in C.
@@ -638,9 +652,8 @@ func stuckInC(f *Facts) []Finding {
 		}
 		fd.Location = &Location{TID: t.TID, Function: fn, PC: AddrPtr(t.Core.Regs.PC())}
 		if g := t.Goroutine; g != nil {
-			st := h.Stack(g)
 			caller := ""
-			for _, fr := range st.Frames {
+			for _, fr := range h.frames(g) {
 				if fr.Func != "" && !lockPlumbing(fr.Func) && !strings.Contains(fr.Func, "._Cfunc_") && !strings.Contains(fr.Func, "._cgo_") {
 					caller = fr.Func
 					break
@@ -655,7 +668,7 @@ func stuckInC(f *Facts) []Finding {
 				if o.Kind == "channel" {
 					continue
 				}
-				if strong, _ := h.Holders(o); len(strong) == 1 && strong[0].G == g {
+				if strong, _ := h.Holders(o); strong.Count == 1 && strong.First[0].G == g {
 					fd.Summary += fmt.Sprintf(", holding %s that %s wait for", o.Label(), plural(len(o.Waiters), "goroutine"))
 					fd.Evidence = append(fd.Evidence, Ev(fmt.Sprintf("goroutine %d holds %s", g.ID, o.Label()), o.Addr, "lock-contention"))
 					fd.Confidence = High

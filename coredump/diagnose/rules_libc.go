@@ -231,7 +231,7 @@ func abortKind(rt *libc.Runtime, flt *libc.Fault) (abort, hlt bool) {
 			if i > 8 || !rt.InLibc(fr) && fr.Func != "" {
 				break
 			}
-			if fr.Func == "abort" || fr.Func == "raise" || fr.Func == "pthread_kill" {
+			if n := coredump.FuncBase(fr.Func); n == "abort" || n == "raise" || n == "pthread_kill" {
 				return true, false
 			}
 		}
@@ -351,7 +351,7 @@ func userLocation(rt *libc.Runtime, flt *libc.Fault, cframes []libc.Frame, forma
 
 func hasCFrame(frames []libc.Frame, name string) bool {
 	for _, f := range frames {
-		if f.Func == name {
+		if coredump.FuncBase(f.Func) == name {
 			return true
 		}
 	}

@@ -41,7 +41,12 @@ func nilDeref(f *Facts) []Finding {
 		fd.Evidence = append(fd.Evidence, Evidence{What: what, Addr: AddrPtr(ft.PC), Value: fmt.Sprintf("% x", in.Bytes), Source: "code bytes at the pc"})
 	}
 	fn := fd.Location.Function
-	bases, frame, err := f.nilBases(ft, size)
+	callPC, funcCall := memory.CallsLoadedValue(f.Proc, in)
+	if funcCall {
+		fd.Evidence = append(fd.Evidence, Evidence{What: fmt.Sprintf("the word it loads into %s is called at %#x: it is the code pointer of a func value", in.Dst, callPC),
+			Addr: AddrPtr(callPC), Source: "code bytes after the pc"})
+	}
+	bases, frame, err := f.nilBases(ft, size, funcCall)
 	if err != nil {
 		f.Note("nil-deref: %v", err)
 	}
@@ -52,6 +57,12 @@ func nilDeref(f *Facts) []Finding {
 	if verb == "" {
 		verb = "accessing"
 	}
+	if funcCall && (len(bases) == 0 || !bases[0].FuncValue) {
+		fd.Summary = fmt.Sprintf("Nil function call in %s: a nil func value was called", fn)
+		fd.Confidence, fd.Why = Medium, "no func value of the faulting frame is known to be the one called"
+		fd.Key = "nil func call"
+		return []Finding{fd}
+	}
 	if len(bases) == 0 {
 		fd.Summary = fmt.Sprintf("Nil pointer dereference in %s: %s offset %#x of a nil pointer", fn, verb, ft.Addr)
 		fd.Confidence, fd.Why = Medium, "no variable of the faulting frame has a pointer type with a member at that offset"
@@ -59,25 +70,41 @@ func nilDeref(f *Facts) []Finding {
 		return []Finding{fd}
 	}
 	b := bases[0]
-	fd.Summary = fmt.Sprintf("Nil pointer dereference in %s: %s is nil (%s); %s its field %s at offset %#x",
-		fn, b.Expr, b.Type, verb, b.Field, ft.Addr)
-	fd.Key = b.Type + "." + b.Field
-	elem := strings.TrimPrefix(b.Type, "*")
-	fd.Evidence = append(fd.Evidence,
-		Evidence{What: fmt.Sprintf("offset %#x of %s is field %s (%s, %d bytes)", ft.Addr, elem, b.Field, b.FieldType, b.FieldSize),
-			Addr: AddrPtr(ft.Addr), Value: b.Field, Source: "DWARF type " + elem},
-		Evidence{What: fmt.Sprintf("%s in %s has type %s", b.Expr, fn, b.Type) + nilState(b),
-			Value: b.Type, Source: "DWARF variables of " + fn})
+	if b.FuncValue {
+		fd.Summary = fmt.Sprintf("Nil function call in %s: %s is nil (%s) and was called", fn, b.Expr, b.Type)
+		fd.Key = "nil func " + b.Type
+		fd.Evidence = append(fd.Evidence,
+			Evidence{What: fmt.Sprintf("%s in %s is a func value (%s): a pointer to a funcval whose word at offset 0 is the code", b.Expr, fn, b.Type) + nilState(b),
+				Value: b.Type, Source: "DWARF variables of " + fn})
+	} else {
+		fd.Summary = fmt.Sprintf("Nil pointer dereference in %s: %s is nil (%s); %s its field %s at offset %#x",
+			fn, b.Expr, b.Type, verb, b.Field, ft.Addr)
+		fd.Key = b.Type + "." + b.Field
+		elem := strings.TrimPrefix(b.Type, "*")
+		fd.Evidence = append(fd.Evidence,
+			Evidence{What: fmt.Sprintf("offset %#x of %s is field %s (%s, %d bytes)", ft.Addr, elem, b.Field, b.FieldType, b.FieldSize),
+				Addr: AddrPtr(ft.Addr), Value: b.Field, Source: "DWARF type " + elem},
+			Evidence{What: fmt.Sprintf("%s in %s has type %s", b.Expr, fn, b.Type) + nilState(b),
+				Value: b.Type, Source: "DWARF variables of " + fn})
+	}
 	switch {
 	case b.Nil != nil && *b.Nil:
 	case len(bases) == 1:
-		if b.Nil == nil {
+		switch {
+		case b.Nil != nil:
+		case b.FuncValue:
+			fd.Evidence[len(fd.Evidence)-1].What += "; it is the only func value in the frame's reach"
+		default:
 			fd.Evidence[len(fd.Evidence)-1].What += "; it is the only pointer in the frame's reach whose type has a member at that offset"
 		}
 	default:
 		var alt []string
 		for _, o := range bases[1:min(len(bases), 4)] {
-			alt = append(alt, fmt.Sprintf("%s.%s (%s)", o.Expr, o.Field, o.Type))
+			if o.FuncValue {
+				alt = append(alt, fmt.Sprintf("%s (%s)", o.Expr, o.Type))
+			} else {
+				alt = append(alt, fmt.Sprintf("%s.%s (%s)", o.Expr, o.Field, o.Type))
+			}
 		}
 		fd.Confidence = Medium
 		fd.Why = "other expressions of the frame also fit: " + strings.Join(alt, ", ")
@@ -93,7 +120,7 @@ func nilState(b memory.NilBase) string {
 }
 
 // nilBases finds the frame that faulted and the nil expressions in it.
-func (f *Facts) nilBases(ft *memory.Fault, size int) ([]memory.NilBase, string, error) {
+func (f *Facts) nilBases(ft *memory.Fault, size int, funcCall bool) ([]memory.NilBase, string, error) {
 	frames, err := memory.GoroutineFrames(f.Proc, ft.Goroutine)
 	if err != nil {
 		return nil, "", err
@@ -102,7 +129,7 @@ func (f *Facts) nilBases(ft *memory.Fault, size int) ([]memory.NilBase, string, 
 		if fr.PC != ft.PC {
 			continue
 		}
-		bases, err := memory.NilBases(fr.Scope, ft.Addr, size)
+		bases, err := memory.NilBases(fr.Scope, ft.Addr, size, funcCall)
 		return bases, fr.Function, err
 	}
 	return nil, "", fmt.Errorf("no frame of goroutine %d at pc %#x", ft.Goroutine, ft.PC)

@@ -49,8 +49,16 @@ type G struct {
 
 	// Role says whether the g is a goroutine or an M's g0/gsignal.
 	Role GRole
+	// Index is the goroutine's position in Runtime.Gs, -1 for the gs
+	// that are not in it (dead ones, g0s, gsignals): side tables of
+	// goroutines are slices indexed by it.
+	Index  int
+	system bool
 
 	r *Runtime
+	// bucket is the goroutine's bucket of identical stacks, set by the
+	// first Buckets walk at the default depth.
+	bucket *Bucket
 }
 
 // GRole says what a g is used for.
@@ -196,7 +204,7 @@ func (r *Runtime) readG(addr uint64, buf []byte, role GRole) (*G, error) {
 		return nil, err
 	}
 	u64 := fields(buf).u64
-	g := &G{Addr: addr, r: r, Role: role}
+	g := &G{Addr: addr, r: r, Role: role, Index: -1}
 	g.StackLo, g.StackHi = u64(o.gStackLo), u64(o.gStackHi)
 	g.Panic, g.Defer, g.MAddr = u64(o.gPanic), u64(o.gDefer), u64(o.gM)
 	g.Sched = Gobuf{SP: u64(o.gSchedSP), PC: u64(o.gSchedPC), BP: u64(o.gSchedBP), LR: u64(o.gSchedLR)}
@@ -335,17 +343,42 @@ func (r *Runtime) readGs() error {
 			r.Dead = append(r.Dead, g)
 			continue
 		}
+		g.Index = len(r.Gs)
+		g.system = r.systemStart(g.StartPC)
 		r.Gs = append(r.Gs, g)
 	}
 	return nil
 }
 
-// isSystem reports a goroutine the runtime counts as a system goroutine
+// IsSystem reports a goroutine the runtime counts as a system goroutine
 // (runtime/traceback.go isSystemGoroutine): one started in package
 // runtime other than runtime.main.
 func (g *G) IsSystem() bool {
-	f, ok := g.r.Funcs.FuncAt(g.StartPC)
-	if !ok || f.Entry != g.StartPC {
+	if g.Index >= 0 {
+		return g.system
+	}
+	return g.r.systemStart(g.StartPC)
+}
+
+// systemStart reports a goroutine start function of the runtime's own
+// goroutines.
+func (r *Runtime) systemStart(pc uint64) bool {
+	r.systemMu.Lock()
+	defer r.systemMu.Unlock()
+	sys, ok := r.systemStarts[pc]
+	if !ok {
+		sys = r.isSystemStart(pc)
+		if r.systemStarts == nil {
+			r.systemStarts = map[uint64]bool{}
+		}
+		r.systemStarts[pc] = sys
+	}
+	return sys
+}
+
+func (r *Runtime) isSystemStart(pc uint64) bool {
+	f, ok := r.Funcs.FuncAt(pc)
+	if !ok || f.Entry != pc {
 		return false
 	}
 	name := f.Name()

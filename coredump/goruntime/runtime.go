@@ -79,6 +79,13 @@ type Runtime struct {
 	boundsFmt    []string
 	boundsNegFmt []string
 	found        map[string]discovered
+
+	bucketsMu sync.Mutex
+	buckets   map[int][]*Bucket // Buckets by depth bound
+	unwinders sync.Pool         // *unwinder, buffers reused by Stack
+
+	systemMu     sync.Mutex
+	systemStarts map[uint64]bool // IsSystem by start pc
 }
 
 // ErrNoRuntime is returned by Load for a process whose executable is not a

@@ -558,3 +558,45 @@ func TestStrippedPclntab(t *testing.T) {
 		}
 	}
 }
+
+// TestStackFromBucket checks that a goroutine's stack copied from its
+// bucket (Stack's fast path) is the stack symbolised afresh, frame for
+// frame, stack addresses included, on every core, and that FrameAt,
+// which does not unwind, places stack words in the same frames.
+func TestStackFromBucket(t *testing.T) {
+	forEachCore(t, func(t *testing.T, l *loaded) {
+		r := l.rt
+		copied := 0
+		for _, g := range r.Gs {
+			got := r.Stack(g, 0)
+			u := r.newUnwinder(false, nil, g, MaxGoroutineFrames)
+			phys, err := r.goroutinePhys(g, MaxGoroutineFrames, u)
+			want := Stack{Frames: r.expand(phys, nil), Err: err}
+			if len(got.Frames) != len(want.Frames) || fmt.Sprint(got.Err) != fmt.Sprint(want.Err) {
+				t.Fatalf("goroutine %d: %d frames (%v), want %d (%v)", g.ID, len(got.Frames), got.Err, len(want.Frames), want.Err)
+			}
+			for i := range got.Frames {
+				if got.Frames[i] != want.Frames[i] {
+					t.Fatalf("goroutine %d frame %d:\n got %+v\nwant %+v", g.ID, i, got.Frames[i], want.Frames[i])
+				}
+			}
+			if b := r.BucketOf(g); b != nil && b.goOnly && b.Goroutines[0] != g {
+				copied++
+			}
+			// FrameAt places every word of every frame as the frames do.
+			for i, fr := range got.Frames {
+				if fr.Inlined || fr.CFA <= fr.SP {
+					continue
+				}
+				for _, a := range []uint64{fr.SP, fr.CFA - 8} {
+					if j, ok := r.FrameAt(g, a); !ok || j != i {
+						t.Fatalf("goroutine %d: FrameAt(%#x) = %d, %v; want frame %d (%s [%#x, %#x))", g.ID, a, j, ok, i, fr.Func, fr.SP, fr.CFA)
+					}
+				}
+			}
+		}
+		if len(r.Gs) > 20 && copied == 0 {
+			t.Errorf("no stack of %d goroutines came from a bucket", len(r.Gs))
+		}
+	})
+}

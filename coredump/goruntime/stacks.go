@@ -22,9 +22,90 @@ func (r *Runtime) Stack(g *G, max int) Stack {
 	if max <= 0 {
 		max = MaxGoroutineFrames
 	}
-	u := r.newUnwinder(false, nil, g, max)
+	u, _ := r.unwinders.Get().(*unwinder)
+	if u == nil {
+		u = r.newUnwinder(false, nil, g, max)
+	}
+	defer r.unwinders.Put(u)
 	phys, err := r.goroutinePhys(g, max, u)
+	if b := g.bucket; b != nil && b.goOnly && physMatch(b.key, phys) {
+		// The same frames as the bucket's first goroutine: copy its
+		// symbolised frames rather than look every pc up again, and give
+		// them this goroutine's stack addresses.
+		return Stack{Frames: b.framesAt(phys, g), Err: err}
+	}
 	return Stack{Frames: r.expand(phys, nil), Err: err}
+}
+
+// StackInUse bounds the part of goroutine g's stack that holds frames:
+// from where its innermost frame begins (its saved context, its system
+// call entry, or its thread's stack pointer while it runs) up to the top
+// of the stack. ok is false when that start is not on g's stack.
+func (r *Runtime) StackInUse(g *G) (lo, hi uint64, ok bool) {
+	sp := g.Sched.SP
+	switch {
+	case g.SyscallSP != 0 && (g.InSyscall() || g.Running()):
+		sp = g.SyscallSP
+	case g.Running():
+		if t := r.threadRunning(g); t != nil && t.Core != nil {
+			if tsp := t.Core.Regs.SP(); tsp >= g.StackLo && tsp < g.StackHi {
+				sp = tsp
+			}
+		}
+	}
+	if sp < g.StackLo || sp >= g.StackHi {
+		return 0, 0, false
+	}
+	return sp, g.StackHi, true
+}
+
+// FrameAt returns the index, in g's frames, of the frame whose stack
+// memory [SP, CFA) holds addr; for a frame with functions inlined into
+// it, the index of its own, outermost function. Goroutines with the same
+// stack have frames of the same sizes (a frame's size is a function of
+// its pc), so g's frames are those of its bucket's first goroutine moved
+// by the distance between their stack pointers, and g need not be
+// unwound again.
+func (r *Runtime) FrameAt(g *G, addr uint64) (int, bool) {
+	b := r.BucketOf(g)
+	if b != nil && b.goOnly && len(b.Frames) > 0 {
+		rep := b.Goroutines[0]
+		lo, _, ok1 := r.StackInUse(g)
+		repLo, _, ok2 := r.StackInUse(rep)
+		if ok1 && ok2 && b.Frames[0].SP == repLo && b.onOwnStack() {
+			return frameHolding(b.Frames, addr-lo+repLo)
+		}
+	}
+	return frameHolding(r.Stack(g, 0).Frames, addr)
+}
+
+func frameHolding(frames []Frame, addr uint64) (int, bool) {
+	for i, fr := range frames {
+		if !fr.Inlined && fr.SP <= addr && addr < fr.CFA {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// onOwnStack reports that every frame of the bucket is on its first
+// goroutine's own stack (no switch to a system stack).
+func (b *Bucket) onOwnStack() bool {
+	rep := b.Goroutines[0]
+	for _, fr := range b.Frames {
+		if fr.G != rep {
+			return false
+		}
+	}
+	return true
+}
+
+// BucketOf returns goroutine g's bucket of identical stacks at the default
+// depth, walking every goroutine on first use; nil for a g that is not
+// one of Gs.
+func (r *Runtime) BucketOf(g *G) *Bucket {
+	r.Buckets(0)
+	return g.bucket
 }
 
 // goroutinePhys unwinds g into physical frames with u, which it resets
@@ -129,6 +210,58 @@ type Bucket struct {
 	Err error
 	// MaxWaitNanos is the longest wait recorded among the members.
 	MaxWaitNanos int64
+
+	// key is what the members share: state words, then one word per
+	// physical frame (bucketKey).
+	key []uint64
+	// goOnly reports frames that are all Go frames, each physical frame
+	// expanded to its logical ones in order, so that framesAt can give
+	// them another member's stack addresses.
+	goOnly bool
+}
+
+// keyHeader is how many words of a bucket key precede the frames.
+const keyHeader = 4
+
+// physMatch reports that phys are the physical frames of a bucket key.
+func physMatch(key []uint64, phys []physFrame) bool {
+	if len(key) != keyHeader+len(phys) {
+		return false
+	}
+	for i, f := range phys {
+		if key[keyHeader+i] != frameKey(f) {
+			return false
+		}
+	}
+	return true
+}
+
+func frameKey(f physFrame) uint64 {
+	k := f.pc << 2
+	if f.trap {
+		k |= 1
+	}
+	if f.kind != FrameGo {
+		k |= 2
+	}
+	return k
+}
+
+// framesAt returns a copy of the bucket's frames at the stack addresses
+// of phys, another member's physical frames.
+func (b *Bucket) framesAt(phys []physFrame, g *G) []Frame {
+	out := slices.Clone(b.Frames)
+	j := 0
+	for i := range out {
+		if j >= len(phys) {
+			break
+		}
+		out[i].SP, out[i].CFA, out[i].G = phys[j].sp, phys[j].cfa, phys[j].g
+		if !out[i].Inlined {
+			j++
+		}
+	}
+	return out
 }
 
 // IDs returns the members' goroutine ids.
@@ -142,17 +275,33 @@ func (b *Bucket) IDs() []int64 {
 
 type bucketBuild struct {
 	b    *Bucket
-	key  []uint64
 	next *bucketBuild
 }
 
 // Buckets unwinds every goroutine and groups identical stacks, the
 // biggest bucket first, the crashing goroutine's bucket before all. max
 // bounds each stack's physical frames (0: the default).
+//
+// The walk is done once per bound; callers get their own slice of shared
+// buckets, which they must not modify.
 func (r *Runtime) Buckets(max int) []*Bucket {
 	if max <= 0 {
 		max = MaxGoroutineFrames
 	}
+	r.bucketsMu.Lock()
+	defer r.bucketsMu.Unlock()
+	bs, ok := r.buckets[max]
+	if !ok {
+		bs = r.bucketize(max)
+		if r.buckets == nil {
+			r.buckets = map[int][]*Bucket{}
+		}
+		r.buckets[max] = bs
+	}
+	return slices.Clone(bs)
+}
+
+func (r *Runtime) bucketize(max int) []*Bucket {
 	var crashG *G
 	if c, err := r.Crash(); err == nil && c != nil {
 		crashG = c.G
@@ -177,20 +326,15 @@ func (r *Runtime) Buckets(max int) []*Bucket {
 		} else {
 			key = append(key, 0)
 		}
+		goOnly := true
 		for _, f := range phys {
-			k := f.pc << 2
-			if f.trap {
-				k |= 1
-			}
-			if f.kind != FrameGo {
-				k |= 2
-			}
-			key = append(key, k)
+			key = append(key, frameKey(f))
+			goOnly = goOnly && f.kind == FrameGo
 		}
 		h := hashKey(key)
 		var bb *bucketBuild
 		for c := table[h]; c != nil; c = c.next {
-			if slices.Equal(c.key, key) {
+			if slices.Equal(c.b.key, key) {
 				bb = c
 				break
 			}
@@ -201,11 +345,15 @@ func (r *Runtime) Buckets(max int) []*Bucket {
 			if g.GoPC != 0 && g.ID != 1 {
 				b.CreatedBy = r.creatorFrame(g)
 			}
-			bb = &bucketBuild{b: b, key: slices.Clone(key), next: table[h]}
+			b.key, b.goOnly = slices.Clone(key), goOnly
+			bb = &bucketBuild{b: b, next: table[h]}
 			table[h] = bb
 			order = append(order, bb)
 		}
 		bb.b.Goroutines = append(bb.b.Goroutines, g)
+		if max == MaxGoroutineFrames {
+			g.bucket = bb.b
+		}
 		if g == crashG {
 			bb.b.Crashing = true
 		}

@@ -752,6 +752,6 @@ func fillCFrame(p *coredump.Process, lines *cLineTable, fr Frame) Frame {
 			}
 		}
 	}
-	fr.Plumbing = crashPlumbing[fr.Func]
+	fr.Plumbing = crashPlumbing[coredump.FuncBase(fr.Func)]
 	return fr
 }

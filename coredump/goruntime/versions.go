@@ -1,5 +1,7 @@
 package goruntime
 
+import "github.com/coreexplain/coreexplain/coredump"
+
 // This file holds every piece of knowledge about the Go runtime that is
 // not read from the binary itself (its DWARF, symbols or pclntab) and
 // that differs, or could differ, between releases. Everything else in the
@@ -105,7 +107,7 @@ var crashPlumbing = map[string]bool{
 // IsCrashPlumbing reports whether a function only carries the process to
 // its death (signal trampolines, the runtime's crash path, abort/raise)
 // rather than being part of what the program was doing.
-func IsCrashPlumbing(name string) bool { return crashPlumbing[name] }
+func IsCrashPlumbing(name string) bool { return crashPlumbing[coredump.FuncBase(name)] }
 
 // throwClosures are the closures runtime.throw and runtime.fatal pass to
 // systemstack; their funcval carries the fatal error string right after

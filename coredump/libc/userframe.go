@@ -36,6 +36,7 @@ var mallocFuncs = map[string]bool{
 // IsMallocFunc reports whether a function name is part of a C library's
 // allocator (glibc's __libc_malloc and friends included).
 func IsMallocFunc(name string) bool {
+	name = coredump.FuncBase(name)
 	n := strings.TrimPrefix(strings.TrimPrefix(name, "__libc_"), "__")
 	n = strings.TrimSuffix(n, "_impl")
 	return mallocFuncs[name] || mallocFuncs[n]
@@ -66,7 +67,7 @@ func (r *Runtime) InLibc(f Frame) bool {
 	if r.hasCLines(im, f.PC) {
 		return false
 	}
-	n := strings.TrimSuffix(f.Func, ".cold")
+	n := coredump.FuncBase(f.Func)
 	return libcFuncs[n] || IsMallocFunc(n) || strings.HasPrefix(n, "__") || r.hasAnyCLines(im)
 }
 

@@ -63,7 +63,7 @@ type goView struct {
 }
 
 func newGoView(p *coredump.Process, rt *goruntime.Runtime) *goView {
-	v := &goView{MOfThread: map[int]int64{}}
+	v := &goView{MOfThread: map[int]int64{}, Stacks: make([]goStack, 0, len(rt.Gs)+len(rt.Dead)+2*len(rt.Ms))}
 	tidOfM := map[*goruntime.M]int{}
 	threadSP := map[int]uint64{}
 	for _, t := range rt.Threads() {

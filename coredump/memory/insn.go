@@ -94,7 +94,10 @@ type Insn struct {
 	Jump          bool `json:"jump,omitempty"` // unconditional jmp
 	// Target is the register an indirect call or jump goes through.
 	Target string `json:"target,omitempty"`
-	Ret    bool   `json:"ret,omitempty"`
+	// Dst is the general register the instruction writes (its 64-bit
+	// name), "" when it writes none or the decoder does not say.
+	Dst string `json:"dst,omitempty"`
+	Ret bool   `json:"ret,omitempty"`
 	// Bytes are the instruction's encoding.
 	Bytes []byte `json:"-"`
 }
@@ -214,6 +217,12 @@ func decodeAMD64(code []byte, pc uint64) (*Insn, error) {
 			in.Target = regName(r)
 		}
 	}
+	if r, ok := inst.Args[0].(x86asm.Reg); ok && !in.Call && !in.Jump && writesFirstArg(inst.Op) {
+		in.Dst = regName(r)
+		if full, ok := amd64Reg64[in.Dst]; ok {
+			in.Dst = full
+		}
+	}
 	if in.Mem == nil && strings.HasPrefix(in.Op, "sub") && len(inst.Args) > 0 {
 		if r, ok := inst.Args[0].(x86asm.Reg); ok && r == x86asm.RSP {
 			in.StackWrite = true // sub rsp, N: a frame being allocated
@@ -249,6 +258,36 @@ var amd64Reg64 = map[string]string{
 	"eax": "rax", "ebx": "rbx", "ecx": "rcx", "edx": "rdx", "esi": "rsi", "edi": "rdi", "ebp": "rbp", "esp": "rsp",
 	"r8l": "r8", "r8d": "r8", "r9d": "r9", "r10d": "r10", "r11d": "r11", "r12d": "r12", "r13d": "r13", "r14d": "r14", "r15d": "r15",
 }
+
+// CallsLoadedValue reports that the value the load in writes to a
+// register is called within the next few instructions, before anything
+// else writes that register: the loaded word was a code pointer, read from
+// a func value (Go loads the code pointer of a closure from the funcval
+// and calls it). A fault on that load means the func value was nil.
+func CallsLoadedValue(p *coredump.Process, in *Insn) (callPC uint64, ok bool) {
+	if in == nil || in.Dst == "" || in.Access != AccessRead {
+		return 0, false
+	}
+	pc := uint64(in.PC) + uint64(in.Len)
+	for range maxCallLookahead {
+		next, err := DecodeAt(p, pc)
+		if err != nil {
+			return 0, false
+		}
+		switch {
+		case next.Call:
+			return pc, next.Target == in.Dst
+		case next.Jump, next.Ret, next.Dst == in.Dst:
+			return 0, false
+		}
+		pc += uint64(next.Len)
+	}
+	return 0, false
+}
+
+// maxCallLookahead bounds the instructions CallsLoadedValue looks at: Go
+// moves the arguments into place between the load and the call.
+const maxCallLookahead = 8
 
 // RegValue returns register name's value from regs, understanding 32-bit
 // names and the thread pointer segments.

@@ -270,6 +270,9 @@ type NilBase struct {
 	// (optimised away, in a register).
 	Nil   *bool
 	Depth int // pointer dereferences needed to reach it
+	// FuncValue: Expr is a func value that was called, and the fault
+	// read its code pointer; Field is empty.
+	FuncValue bool
 }
 
 // Bounds of the search for a nil base: pointer hops from a variable, and
@@ -284,7 +287,11 @@ const (
 // member at offset off. Those whose value is known not to be nil are
 // dropped. The best explanation comes first: known nil, a member of the
 // access's size, a member's first byte, fewest dereferences.
-func NilBases(sc *proc.EvalScope, off uint64, accessSize int) ([]NilBase, error) {
+//
+// funcCall says the faulting load fetched a code pointer that is then
+// called (CallsLoadedValue): the candidates are then the func values of
+// the frame, which are pointers to a funcval whose first word is the code.
+func NilBases(sc *proc.EvalScope, off uint64, accessSize int, funcCall bool) ([]NilBase, error) {
 	vars, err := FrameVars(sc)
 	if len(vars) == 0 && err != nil {
 		return nil, err
@@ -321,6 +328,10 @@ func NilBases(sc *proc.EvalScope, off uint64, accessSize int) ([]NilBase, error)
 			for _, f := range x.Field {
 				walk(expr+"."+f.Name, f.Type, depth)
 			}
+		case *godwarf.FuncType:
+			if funcCall && off == 0 {
+				out = append(out, NilBase{Expr: expr, Type: t.String(), FieldSize: int64(accessSize), Exact: true, Depth: depth, FuncValue: true})
+			}
 		}
 	}
 	for _, v := range vars {
@@ -331,8 +342,24 @@ func NilBases(sc *proc.EvalScope, off uint64, accessSize int) ([]NilBase, error)
 	}
 	// Keep those that can be nil; learn which are.
 	kept := out[:0]
+	funcs := false
 	for _, nb := range out {
+		funcs = funcs || nb.FuncValue
+	}
+	for _, nb := range out {
+		if funcs && !nb.FuncValue {
+			continue // the load fetched code to call: not a field of a struct
+		}
 		v, err := Eval(sc, nb.Expr)
+		if err == nil && nb.FuncValue && v.Kind == reflect.Func && v.Unreadable == nil {
+			// Delve reads through the funcval: Base is the code address,
+			// 0 for a nil func value.
+			isNil := v.Base == 0
+			if !isNil {
+				continue
+			}
+			nb.Nil = &isNil
+		}
 		if err == nil && v.Kind == reflect.Ptr && len(v.Children) == 1 {
 			isNil := v.Children[0].Addr == 0
 			if !isNil {

@@ -68,7 +68,7 @@ func buildProcess(p *coredump.Process) Process {
 		}
 	}
 	for _, im := range p.Images {
-		img := Image{Path: im.Path, Base: Addr(im.Base), Status: im.Status.String(), Note: im.Note}
+		img := Image{Path: im.Path, Base: Addr(im.Base), Status: im.Status.String(), Note: im.Note, DebugFile: im.DebugFile()}
 		if id := im.ID(); !id.Empty() {
 			img.BuildID = id.String()
 		}

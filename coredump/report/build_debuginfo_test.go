@@ -41,3 +41,38 @@ func TestStrippedBinaryNotes(t *testing.T) {
 		t.Errorf("full build's notes: %q", f)
 	}
 }
+
+// A thread C created runs from libc's start_thread, a local function that
+// only libc's separate debug file names (Debian's libc6-dbg): the crash
+// stack of cgo-foreign-crash ends in it instead of in "libc.so.6+0x...",
+// and the report says which debug file named it.
+func TestLibraryFramesFromDebugFile(t *testing.T) {
+	c := fixtures.MustCrash(t, "cgo-foreign-crash", fixtures.Default)
+	p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	libc := p.ImageByName("libc.so")
+	if libc == nil || libc.DebugFile() == "" {
+		t.Skip("no separate debug file for libc on this machine (Debian package libc6-dbg)")
+	}
+	r := report.Build(p, report.Options{})
+	if r.Crash == nil {
+		t.Fatal("no crash")
+	}
+	var names []string
+	found := false
+	for _, f := range r.Crash.Frames {
+		names = append(names, f.Function)
+		found = found || (f.Function == "start_thread" && strings.HasPrefix(f.Module, "libc.so"))
+	}
+	if !found || names[0] != c.Fixture.Spec.Expect["fault_function"] {
+		t.Errorf("crash stack %q: want fill_slot first and libc's start_thread", names)
+	}
+	for _, im := range r.Process.Images {
+		if strings.Contains(im.Path, "libc.so") && im.DebugFile != libc.DebugFile() {
+			t.Errorf("report's libc image: debug file %q, want %q", im.DebugFile, libc.DebugFile())
+		}
+	}
+}

@@ -111,6 +111,9 @@ type Image struct {
 	BuildID string `json:"build_id,omitempty"`
 	Status  string `json:"status"` // verified, unverified, mismatch, missing, in-memory
 	Note    string `json:"note,omitempty"`
+	// DebugFile is the separate debug file whose symbols name the image's
+	// functions (the image itself was stripped).
+	DebugFile string `json:"debug_file,omitempty"`
 }
 
 // Signal is the signal that ended the process and where it came from.

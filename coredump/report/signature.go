@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/coreexplain/coreexplain/coredump"
 )
 
 // signatureFrames is how many normalised frames a signature keeps.
@@ -117,6 +119,7 @@ func normaliseFunc(name string) string {
 // plumbingFunc reports frames that say how the program crashed, not where:
 // the Go runtime, cgo's glue, and libc's abort and thread-start paths.
 func plumbingFunc(name string) bool {
+	name = coredump.FuncBase(name)
 	for _, p := range plumbingPrefixes {
 		if strings.HasPrefix(name, p) {
 			return true
