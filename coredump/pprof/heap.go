@@ -119,6 +119,9 @@ func heapComments(r *goruntime.Runtime, w *goruntime.HeapWalk) []string {
 	if w.Unswept > 0 {
 		out = append(out, fmt.Sprintf("%d spans were not swept since the last collection: %d of their objects (%d bytes) the collection did not mark are garbage and not counted", w.Unswept, w.Garbage, w.GarbageBytes))
 	}
+	if w.Sweeping > 0 {
+		out = append(out, fmt.Sprintf("%d spans were being swept at the dump: their objects are counted by their allocation bits, some may be garbage", w.Sweeping))
+	}
 	if w.UnmarkedUnknown > 0 {
 		out = append(out, fmt.Sprintf("%d objects of unswept spans whose mark bits are unreadable are counted as live", w.UnmarkedUnknown))
 	}

@@ -155,6 +155,25 @@ func TestGoroutineProfile(t *testing.T) {
 			t.Errorf("go tool pprof -top: %s cum %d, want %d", fn, top[fn], parked)
 		}
 	}
+	// sync.(*Mutex).Lock is inlined into main.park: one location, its
+	// lines innermost first, main.park last.
+	inlined := false
+	for _, l := range back.Location {
+		n := len(l.Line)
+		if n > 1 && l.Line[n-1].Function.Name == "main.park" && l.Line[0].Function.Name != "main.park" {
+			for _, ln := range l.Line[:n-1] {
+				inlined = inlined || ln.Function.Name == "sync.(*Mutex).Lock"
+			}
+		}
+	}
+	if !inlined {
+		t.Error("no location of main.park holds the inlined sync.(*Mutex).Lock as a line")
+	}
+	// The executable's mapping comes first, with its build ID, and says
+	// its locations are symbolized.
+	if m := back.Mapping[0]; m.File != r.Proc.Exe.Path || m.BuildID == "" || !m.HasFunctions || !m.HasInlineFrames {
+		t.Errorf("first mapping %+v, want the executable %s", m, r.Proc.Exe.Path)
+	}
 }
 
 // go-heap-types parks goroutines under pprof labels: the profile keeps
@@ -260,5 +279,33 @@ func TestHeapProfileMixed(t *testing.T) {
 	}
 	if n := objects["noscan 1024 B"]; n < fact("buffers") {
 		t.Errorf("noscan 1024 B: %d objects, want at least the %d buffers", n, fact("buffers"))
+	}
+}
+
+// go-heap-unswept dies after a collection marked the heap and before the
+// sweeper reached most spans: the objects it dropped are garbage only by
+// the mark bits, and are not counted.
+func TestHeapProfileUnswept(t *testing.T) {
+	r, c := load(t, "go-heap-unswept", fixtures.Default)
+	fact := func(k string) int64 { return intFact(t, c, k) }
+	prof, err := pprof.Heap(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, path := roundTrip(t, prof)
+	objects, _ := heapTotals(back)
+	if objects["main.Node"] != fact("nodes") || objects["main.Chunk"] != fact("chunks") {
+		t.Errorf("main.Node %d, main.Chunk %d; want %d and %d", objects["main.Node"], objects["main.Chunk"], fact("nodes"), fact("chunks"))
+	}
+	if n := objects["scan 416 B"]; n < fact("small") || n > fact("small")+32 {
+		t.Errorf("scan 416 B: %d objects, want the %d kept and few others (%d dropped)", n, fact("small"), fact("dropped"))
+	}
+	top := pprofTop(t, path, "-sample_index=inuse_objects")
+	if top["main.Node"] != fact("nodes") || top["main.Chunk"] != fact("chunks") {
+		t.Errorf("go tool pprof -top: main.Node %d, main.Chunk %d; want %d and %d", top["main.Node"], top["main.Chunk"], fact("nodes"), fact("chunks"))
+	}
+	comments := strings.Join(back.Comments, "\n")
+	if !strings.Contains(comments, "spans were not swept since the last collection") {
+		t.Errorf("the comments do not say spans were unswept:\n%s", comments)
 	}
 }
