@@ -223,6 +223,7 @@ func TestHeapProfile(t *testing.T) {
 	if n := objects["noscan 64 B"]; n < fact("buffers") {
 		t.Errorf("noscan 64 B: %d objects, want at least the %d buffers", n, fact("buffers"))
 	}
+	checkHeapLive(t, r, back)
 	top := pprofTop(t, path, "-sample_index=inuse_objects")
 	if top["main.Node"] != fact("nodes") || top["main.Chunk"] != fact("chunks") {
 		t.Errorf("go tool pprof -top -sample_index=inuse_objects: main.Node %d, main.Chunk %d; want %d and %d", top["main.Node"], top["main.Chunk"], fact("nodes"), fact("chunks"))
@@ -247,6 +248,7 @@ func TestHeapProfileSizeClasses(t *testing.T) {
 		}
 		objects[s.Location[0].Line[0].Function.Name] += s.Value[0]
 	}
+	checkHeapLive(t, r, back)
 	if objects["large scan 40960 B"] != chunks {
 		t.Errorf("large scan 40960 B: %d objects, want the %d chunks", objects["large scan 40960 B"], chunks)
 	}
@@ -280,6 +282,30 @@ func TestHeapProfileMixed(t *testing.T) {
 	if n := objects["noscan 1024 B"]; n < fact("buffers") {
 		t.Errorf("noscan 1024 B: %d objects, want at least the %d buffers", n, fact("buffers"))
 	}
+	checkHeapLive(t, r, back)
+}
+
+// checkHeapLive compares the profile's bytes with the runtime's own count
+// of live bytes, gcController.heapLive: the bytes the last collection
+// marked plus those allocated since, counting every free slot of the spans
+// cached in the mcaches as allocated (runtime/mcache.go, refill). The
+// scan finds as many bytes, less those free slots.
+func checkHeapLive(t *testing.T, r *goruntime.Runtime, prof *profile.Profile) {
+	t.Helper()
+	var scanned int64
+	for _, s := range prof.Sample {
+		scanned += s.Value[1]
+	}
+	for _, tot := range r.HeapTotals() {
+		if tot.Source == "runtime.gcController.heapLive" {
+			t.Logf("scanned %d bytes, heapLive %d", scanned, tot.Bytes)
+			if d := int64(tot.Bytes) - scanned; d < 0 || d > 2<<20 {
+				t.Errorf("scanned %d live bytes, the runtime's heapLive is %d", scanned, tot.Bytes)
+			}
+			return
+		}
+	}
+	t.Error("no heapLive among the runtime's heap totals")
 }
 
 // go-heap-unswept dies after a collection marked the heap and before the
@@ -304,6 +330,7 @@ func TestHeapProfileUnswept(t *testing.T) {
 	if top["main.Node"] != fact("nodes") || top["main.Chunk"] != fact("chunks") {
 		t.Errorf("go tool pprof -top: main.Node %d, main.Chunk %d; want %d and %d", top["main.Node"], top["main.Chunk"], fact("nodes"), fact("chunks"))
 	}
+	checkHeapLive(t, r, back)
 	comments := strings.Join(back.Comments, "\n")
 	if !strings.Contains(comments, "spans were not swept since the last collection") {
 		t.Errorf("the comments do not say spans were unswept:\n%s", comments)
