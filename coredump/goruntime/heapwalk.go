@@ -481,3 +481,18 @@ func (h *Heap) marked(s *Span, idx uint64) (bool, error) {
 	}
 	return b[0]&(1<<(idx%8)) != 0, nil
 }
+
+// TypeName names the runtime type descriptor (*abi.Type) at addr, e.g.
+// "main.Node", from the executable's module data, which Load finds even in
+// a binary without symbols (where Heap.TypeName has no
+// runtime.firstmoduledata to start from).
+func (r *Runtime) TypeName(addr uint64) (string, error) {
+	rt := r.types.typeAt(addr)
+	if rt.err != nil {
+		return "", rt.err
+	}
+	if rt.name == "" {
+		return "", fmt.Errorf("type descriptor at %#x has no name", addr)
+	}
+	return rt.name, nil
+}

@@ -64,6 +64,11 @@ func Heap(r *goruntime.Runtime) (*profile.Profile, error) {
 			if !ok {
 				n, err := h.TypeName(k.typ)
 				if err != nil {
+					// The heap's reader needs runtime.firstmoduledata by
+					// symbol; the runtime view finds it without.
+					n, err = r.TypeName(k.typ)
+				}
+				if err != nil {
 					badTypes++
 					badTypeErr = fmt.Errorf("type descriptor at %#x: %w", k.typ, err)
 				}
