@@ -13,6 +13,9 @@ const (
 	maxHeapSpans = 1 << 27
 	// maxHeapArenas bounds mheap_.allArenas (64 MiB each: 64 TiB).
 	maxHeapArenas = 1 << 20
+	// maxArenaPages bounds the span map of an arena read at once (8192
+	// pages of 8 KiB in a 64 MiB arena on 64-bit Linux).
+	maxArenaPages = 1 << 20
 	// spanListChunk is how many span pointers a walk reads at once.
 	spanListChunk = 8192
 	// maxWalkProblems bounds the problems a walk describes one by one;
@@ -121,8 +124,10 @@ func (w *HeapWalk) problem(format string, args ...any) {
 //     16 to 512 bytes in the span's inline mark bits, which the sweeper
 //     merges into gcmarkBits (mspan.moveInlineMarks). Unmarked ones are
 //     counted as garbage, not reported. No object is allocated in such a
-//     span before it is swept (mcentral.cacheSpan sweeps first, and an
-//     mcache is flushed before its P allocates again).
+//     span before it is swept: mcentral.cacheSpan sweeps a span before
+//     handing it out, and a P's mcache is flushed (prepareForSweep, which
+//     sweeps what it held) when the P is acquired after the collection's
+//     stop-the-world and before it allocates again.
 //   - A span a thread was sweeping at the dump (sweepgen-1) may already
 //     have its bits swapped: its objects are counted by allocation bits.
 //
@@ -182,6 +187,9 @@ func (h *Heap) spanList(w *HeapWalk) (spanSource, error) {
 	ptr, n, err := h.readSlice(h.mheap+uint64(off), maxHeapArenas)
 	if err != nil {
 		return spanSource{}, fmt.Errorf("go heap: %v; runtime.mheap_.allArenas: %w", errAll, err)
+	}
+	if h.pagesPerArena > maxArenaPages {
+		return spanSource{}, fmt.Errorf("go heap: %v, and arenas of %d pages are implausible", errAll, h.pagesPerArena)
 	}
 	w.Source = "span maps of runtime.mheap_.allArenas"
 	w.problem("%v: spans listed from the arenas' span maps", errAll)
