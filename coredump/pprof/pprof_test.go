@@ -90,7 +90,7 @@ func hasFunc(s *profile.Sample, fn string) bool {
 // value of each function it lists.
 func pprofTop(t *testing.T, path string, args ...string) map[string]int64 {
 	t.Helper()
-	cmd := exec.Command("go", append(append([]string{"tool", "pprof", "-top", "-nodecount=1000"}, args...), path)...)
+	cmd := exec.Command("go", append(append([]string{"tool", "pprof", "-top", "-nodecount=1000", "-nodefraction=0"}, args...), path)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go tool pprof: %v\n%s", err, out)
@@ -220,13 +220,16 @@ func TestHeapProfile(t *testing.T) {
 	if objects["main.Chunk"] != fact("chunks") || space["main.Chunk"] != 40960*fact("chunks") {
 		t.Errorf("main.Chunk: %d objects, %d bytes; want %d and %d", objects["main.Chunk"], space["main.Chunk"], fact("chunks"), 40960*fact("chunks"))
 	}
-	if n := objects["noscan 64 B"]; n < fact("buffers") {
-		t.Errorf("noscan 64 B: %d objects, want at least the %d buffers", n, fact("buffers"))
+	// The 5000-byte buffers fill the 5376-byte class, which the runtime
+	// does not use.
+	if objects["noscan 5376 B"] != fact("buffers") || space["noscan 5376 B"] != 5376*fact("buffers") {
+		t.Errorf("noscan 5376 B: %d objects, %d bytes; want the %d buffers", objects["noscan 5376 B"], space["noscan 5376 B"], fact("buffers"))
 	}
 	checkHeapLive(t, r, back)
 	top := pprofTop(t, path, "-sample_index=inuse_objects")
-	if top["main.Node"] != fact("nodes") || top["main.Chunk"] != fact("chunks") {
-		t.Errorf("go tool pprof -top -sample_index=inuse_objects: main.Node %d, main.Chunk %d; want %d and %d", top["main.Node"], top["main.Chunk"], fact("nodes"), fact("chunks"))
+	if top["main.Node"] != fact("nodes") || top["main.Chunk"] != fact("chunks") || top["noscan 5376 B"] != fact("buffers") {
+		t.Errorf("go tool pprof -top -sample_index=inuse_objects: main.Node %d, main.Chunk %d, noscan 5376 B %d; want %d, %d and %d",
+			top["main.Node"], top["main.Chunk"], top["noscan 5376 B"], fact("nodes"), fact("chunks"), fact("buffers"))
 	}
 }
 
@@ -251,6 +254,9 @@ func TestHeapProfileSizeClasses(t *testing.T) {
 	checkHeapLive(t, r, back)
 	if objects["large scan 40960 B"] != chunks {
 		t.Errorf("large scan 40960 B: %d objects, want the %d chunks", objects["large scan 40960 B"], chunks)
+	}
+	if objects["noscan 5376 B"] != intFact(t, c, "buffers") {
+		t.Errorf("noscan 5376 B: %d objects, want the %s buffers", objects["noscan 5376 B"], c.Oracle.Facts["buffers"][0])
 	}
 	// Nodes (600 bytes, no header before Go 1.22) are in the 640-byte
 	// class with whatever else the runtime allocated there.
