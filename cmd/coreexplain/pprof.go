@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/coreexplain/coreexplain/coredump/pprof"
 	"github.com/google/pprof/profile"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 var pprofFlags struct {
@@ -33,7 +35,7 @@ func init() {
 		},
 		flags: func(fs *pflag.FlagSet) {
 			f := &pprofFlags
-			fs.StringVarP(&f.output, "output", "o", "", "write the profile to `FILE`, - for stdout (default goroutines.pb.gz, or heap.pb.gz with --heap)")
+			fs.StringVarP(&f.output, "output", "o", "", "write the profile to `FILE` (required), - for stdout")
 			fs.BoolVar(&f.heap, "heap", false, "profile the live heap (inuse_space, inuse_objects) instead of the goroutines")
 			fs.IntVar(&f.maxFrames, "max-frames", goruntime.MaxGoroutineFrames, "cut each goroutine's stack after `N` frames")
 			f.core.add(fs)
@@ -52,16 +54,8 @@ func runPprof(e *env, args []string) int {
 		return fail(e, usageError{"--max-frames must be positive"})
 	}
 	out := f.output
-	if out == "" {
-		out = "goroutines.pb.gz"
-		if f.heap {
-			out = "heap.pb.gz"
-		}
-	}
-	if out != "-" {
-		if st, err := os.Stat(out); err == nil && st.IsDir() {
-			return fail(e, usageError{fmt.Sprintf("-o %s is a directory", out)})
-		}
+	if err := checkOutput(e, out); err != nil {
+		return fail(e, err)
 	}
 	p, err := f.core.open(e, core, binary)
 	if err != nil {
@@ -95,6 +89,38 @@ func runPprof(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "wrote %s of %s to %s: %s\n", what, core, out, profileSummary(prof))
 	fmt.Fprintf(e.stdout, "read it with: go tool pprof -top %s   (go tool pprof -comments %s: what it covers and what was unreadable)\n", out, out)
 	return exitOK
+}
+
+// checkOutput refuses, before any analysis, an output the profile could
+// not be written to.
+func checkOutput(e *env, out string) error {
+	switch out {
+	case "":
+		return usageError{"-o FILE is required (- writes the profile to stdout)"}
+	case "-":
+		if isTTY(e.stdout) {
+			return usageError{"-o -: stdout is a terminal; a profile is gzipped protobuf: redirect it or name a file"}
+		}
+		return nil
+	}
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		return usageError{fmt.Sprintf("-o %s is a directory", out)}
+	}
+	if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
+		return usageError{fmt.Sprintf("-o %s: no directory %s", out, filepath.Dir(out))}
+	}
+	return nil
+}
+
+// isTTY reports whether w is a terminal (a character device that answers
+// TCGETS, which /dev/null does not).
+func isTTY(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // writeProfile writes prof, gzipped, to out, - for stdout; a file is

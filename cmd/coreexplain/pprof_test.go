@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,56 +12,108 @@ import (
 	"github.com/google/pprof/profile"
 )
 
-// coreexplain pprof writes profiles go tool pprof reads; bad requests
-// fail with a usage or input error and write nothing.
+// runBuilt runs the built coreexplain and returns its exit code, stdout
+// and stderr.
+func runBuilt(t *testing.T, args ...string) (int, []byte, string) {
+	t.Helper()
+	cmd := exec.Command(builtCommand(t), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), out.Bytes(), errb.String()
+}
+
+// coreexplain pprof writes profiles go tool pprof reads, to a file or to
+// stdout; bad requests fail with a usage error (exit 1) or an input error
+// (exit 2), say why on one line, and write nothing.
 func TestPprofCommand(t *testing.T) {
 	c := fixtures.MustCrash(t, "go-heap-types", fixtures.Default)
 	dir := t.TempDir()
+	parse := func(what string, b []byte, typ string) {
+		t.Helper()
+		prof, err := profile.ParseData(b)
+		if err != nil || len(prof.Sample) == 0 || prof.SampleType[0].Type != typ {
+			t.Errorf("%s: %v, %v", what, err, prof)
+		}
+	}
 	for _, tc := range []struct {
-		args []string
-		file string
-		typ  string
+		flags []string
+		file  string
+		typ   string
+		said  string
 	}{
-		{[]string{"-o", filepath.Join(dir, "g.pb.gz")}, "g.pb.gz", "goroutine"},
-		{[]string{"--heap", "-o", filepath.Join(dir, "h.pb.gz")}, "h.pb.gz", "inuse_objects"},
+		{nil, "g.pb.gz", "goroutine", "goroutines"},
+		{[]string{"--heap"}, "h.pb.gz", "inuse_objects", "live objects"},
 	} {
-		code, out, stderr := runCLI(append(append([]string{"pprof"}, tc.args...), c.Core, c.Binary)...)
+		out := filepath.Join(dir, tc.file)
+		args := append(append([]string{"pprof"}, tc.flags...), "-o", out, c.Core, c.Binary)
+		code, stdout, stderr := runBuilt(t, args...)
 		if code != exitOK {
-			t.Fatalf("pprof %v: exit %d: %s", tc.args, code, stderr)
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
 		}
-		if !strings.Contains(out, "wrote ") || !strings.Contains(out, "go tool pprof") {
-			t.Errorf("pprof %v said: %s", tc.args, out)
+		if s := string(stdout); !strings.Contains(s, "wrote ") || !strings.Contains(s, tc.said) || !strings.Contains(s, "go tool pprof") {
+			t.Errorf("%v said: %s", args, s)
 		}
-		f, err := os.Open(filepath.Join(dir, tc.file))
+		b, err := os.ReadFile(out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		prof, err := profile.Parse(f)
-		f.Close()
-		if err != nil || len(prof.Sample) == 0 || prof.SampleType[0].Type != tc.typ {
-			t.Errorf("%s: %v, %v", tc.file, err, prof)
+		parse(tc.file, b, tc.typ)
+
+		// -o - writes the same profile to stdout, and nothing else.
+		args = append(append([]string{"pprof"}, tc.flags...), "-o", "-", c.Core, c.Binary)
+		code, stdout, stderr = runBuilt(t, args...)
+		if code != exitOK || stderr != "" {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
 		}
+		parse("stdout of -o -", stdout, tc.typ)
 	}
 
 	nonGo := fixtures.MustCrash(t, "c-segv", fixtures.Default)
+	garbage := filepath.Join(dir, "garbage")
+	os.WriteFile(garbage, bytes.Repeat([]byte("not a core "), 100), 0o644)
 	for _, tc := range []struct {
 		args []string
 		code int
 		want string
 	}{
-		{[]string{"--max-frames", "0", c.Core, c.Binary}, exitUsage, "--max-frames must be positive"},
+		{[]string{c.Core, c.Binary}, exitUsage, "-o FILE is required"},
+		{[]string{"-o", filepath.Join(dir, "x.pb.gz")}, exitUsage, "missing CORE"},
+		{[]string{"--max-frames", "0", "-o", filepath.Join(dir, "x.pb.gz"), c.Core, c.Binary}, exitUsage, "--max-frames must be positive"},
 		{[]string{"-o", dir, c.Core, c.Binary}, exitUsage, "is a directory"},
+		{[]string{"-o", filepath.Join(dir, "no", "x.pb.gz"), c.Core, c.Binary}, exitUsage, "no directory"},
 		{[]string{"-o", filepath.Join(dir, "x.pb.gz"), nonGo.Core, nonGo.Binary}, exitBadInput, "a pprof profile needs a Go process"},
-		{[]string{"-o", filepath.Join(dir, "y.pb.gz"), filepath.Join(dir, "missing")}, exitBadInput, "missing"},
+		{[]string{"--heap", "-o", filepath.Join(dir, "x.pb.gz"), nonGo.Core, nonGo.Binary}, exitBadInput, "a pprof profile needs a Go process"},
+		{[]string{"-o", filepath.Join(dir, "x.pb.gz"), filepath.Join(dir, "missing")}, exitBadInput, "missing"},
+		{[]string{"-o", filepath.Join(dir, "x.pb.gz"), garbage}, exitBadInput, "garbage"},
 	} {
-		code, _, stderr := runCLI(append([]string{"pprof"}, tc.args...)...)
-		if code != tc.code || !strings.Contains(stderr, tc.want) {
-			t.Errorf("pprof %v: exit %d, %q; want exit %d saying %q", tc.args, code, stderr, tc.code, tc.want)
+		code, stdout, stderr := runBuilt(t, append([]string{"pprof"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) || len(stdout) != 0 {
+			t.Errorf("pprof %v: exit %d, stderr %q, %d bytes on stdout; want exit %d saying %q", tc.args, code, stderr, len(stdout), tc.code, tc.want)
+		}
+		for _, bad := range []string{"panic:", "goroutine 1 ["} {
+			if strings.Contains(stderr, bad) {
+				t.Errorf("pprof %v crashed: %s", tc.args, stderr)
+			}
 		}
 	}
-	for _, f := range []string{"x.pb.gz", "y.pb.gz"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
-			t.Errorf("a failed run left %s", f)
-		}
+	if _, err := os.Stat(filepath.Join(dir, "x.pb.gz")); err == nil {
+		t.Error("a failed run left x.pb.gz")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+// With stderr on a terminal, --progress=always shows the heap scan's
+// spans and erases the line when done.
+func TestPprofProgress(t *testing.T) {
+	c := fixtures.MustCrash(t, "go-heap-types", fixtures.Default)
+	cmd := exec.Command(builtCommand(t), "pprof", "--heap", "--progress=always", "-o", filepath.Join(t.TempDir(), "h.pb.gz"), c.Core, c.Binary)
+	out := stderrOnTerminal(t, cmd)
+	if !strings.Contains(out, "\r\x1b[Kheap spans: 0/") || !strings.HasSuffix(out, "\r\x1b[K") {
+		t.Errorf("stderr on a terminal: %q", out)
 	}
 }

@@ -33,6 +33,7 @@ type Heap struct {
 
 	types    typeNamer
 	stateVal map[int64]SpanState
+	inline   inlineMarks // Green Tea's per-span mark bits, when the binary has them
 
 	mu     sync.Mutex
 	l2     map[uint64]uint64 // L1 index -> address of the L2 array
@@ -254,6 +255,7 @@ func NewHeap(p *coredump.Process, bin *Binary) (*Heap, error) {
 		h.stateVal[cst(name, int64(s))] = s
 	}
 	h.types = newTypeNamer(p, bin)
+	h.inline = newInlineMarks(bin)
 	return h, nil
 }
 
@@ -437,9 +439,10 @@ func (h *Heap) decodeSpan(s *Span, addr uint64, b []byte) error {
 	} else {
 		s.State = SpanStateUnknown
 	}
-	// The runtime's sweep generations: sweepgen == h-2 means the span
-	// needs sweeping in this cycle (mheap.go, mspan.sweepgen).
-	s.Unswept = h.sweepgen != 0 && s.Sweepgen == h.sweepgen-2 && s.State == SpanInUse
+	// The runtime's sweep generations (mheap.go, mspan.sweepgen): h-2
+	// means the span needs sweeping in this cycle, h+1 that it was cached
+	// in an mcache before the sweep began and still needs sweeping.
+	s.Unswept = h.sweepgen != 0 && (s.Sweepgen == h.sweepgen-2 || s.Sweepgen == h.sweepgen+1) && s.State == SpanInUse
 	if s.NPages > maxHeapSpanBytes/h.pageSize {
 		return fmt.Errorf("go heap: mspan at %#x claims %d pages", addr, s.NPages)
 	}
@@ -501,8 +504,8 @@ func (h *Heap) Lookup(addr uint64) (ha *HeapAddr, ok bool, err error) {
 	if idx < s.FreeIndex || alloc {
 		out.State = ObjectAllocated
 	}
-	if s.Unswept && out.State == ObjectAllocated && s.MarkBits != 0 {
-		if marked, err := h.bit(uint64(s.MarkBits), idx); err == nil {
+	if s.Unswept && out.State == ObjectAllocated {
+		if marked, err := h.marked(s, idx); err == nil {
 			out.Marked = marked
 			if !marked {
 				out.State = ObjectGarbage

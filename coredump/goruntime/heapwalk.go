@@ -3,6 +3,7 @@ package goruntime
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Limits of a heap walk; the span list and bitmaps are target memory.
@@ -12,11 +13,18 @@ const (
 	maxHeapSpans = 1 << 27
 	// maxHeapArenas bounds mheap_.allArenas (64 MiB each: 64 TiB).
 	maxHeapArenas = 1 << 20
+	// maxArenaPages bounds the span map of an arena read at once (8192
+	// pages of 8 KiB in a 64 MiB arena on 64-bit Linux).
+	maxArenaPages = 1 << 20
 	// spanListChunk is how many span pointers a walk reads at once.
 	spanListChunk = 8192
 	// maxWalkProblems bounds the problems a walk describes one by one;
 	// the rest are only counted.
 	maxWalkProblems = 16
+	// maxSpanObjects bounds a span's object count before its bitmaps are
+	// read: mspan.nelems is a uint16 since Go 1.22, and the smallest size
+	// class puts 1024 objects in a page.
+	maxSpanObjects = 1 << 16
 )
 
 // HeapObject is one allocated object found by Heap.Walk.
@@ -50,8 +58,11 @@ type HeapWalk struct {
 	Manual      int
 	ManualBytes uint64
 	// Unswept counts in-use spans the sweeper had not reached since the
-	// last collection: their unmarked objects are garbage.
-	Unswept int
+	// last collection: their unmarked objects are garbage. Sweeping counts
+	// spans a thread was sweeping at the dump: their objects are counted
+	// by their allocation bits alone, as the sweep may have replaced them
+	// with the mark bits already.
+	Unswept, Sweeping int
 	// Objects and Bytes total the objects reported to the callback.
 	Objects, Bytes uint64
 	// Typed counts the objects reported with a recorded type.
@@ -90,37 +101,65 @@ func (w *HeapWalk) problem(format string, args ...any) {
 
 // Walk calls fn for every allocated object of the Go heap: it lists the
 // spans (mheap_.allspans, or the arenas' span maps when that list is
-// unreadable), and in each span in use takes the objects below freeindex
-// and those whose allocation bit is set, the way the runtime's allocator
-// and sweeper read them. In a span not yet swept since the last
-// collection, an allocated object without a mark bit is garbage and is
-// counted, not reported. Objects allocated since the last collection are
-// reported whether or not anything still references them: only a
-// collection could tell. Progress is reported as "heap spans".
+// unreadable) and takes the objects of each span in use. Progress is
+// reported as "heap spans" (or "heap arenas").
+//
+// Which objects are live follows the runtime's own reading of a span
+// (runtime/mheap.go, the mspan fields; runtime/mgcsweep.go, sweep):
+//
+//   - An object is allocated when its index is below freeindex or its
+//     allocBits bit is set. The allocator hands out slots from freeindex
+//     up (through allocCache, an inverted copy of allocBits) and only
+//     advances freeindex; it never sets allocBits. Slots at or above
+//     freeindex whose bit is clear are free.
+//   - The sweeper makes the last collection's marks the allocation bits
+//     (allocBits = gcmarkBits, freeindex = 0): in a swept span the
+//     objects the collection found unreachable are already free.
+//   - A span the sweeper has not reached since the last collection
+//     (mspan.sweepgen is mheap_.sweepgen-2, or +1 while an mcache still
+//     holds it) has allocation bits from before that collection: an
+//     allocated object there is live only if the collection marked it,
+//     in gcmarkBits, or with Green Tea (Go 1.25 with
+//     GOEXPERIMENT=greenteagc, the default from Go 1.26) for objects of
+//     16 to 512 bytes in the span's inline mark bits, which the sweeper
+//     merges into gcmarkBits (mspan.moveInlineMarks). Unmarked ones are
+//     counted as garbage, not reported. No object is allocated in such a
+//     span before it is swept: mcentral.cacheSpan sweeps a span before
+//     handing it out, and a P's mcache is flushed (prepareForSweep, which
+//     sweeps what it held) when the P is acquired after the collection's
+//     stop-the-world and before it allocates again.
+//   - A span a thread was sweeping at the dump (sweepgen-1) may already
+//     have its bits swapped: its objects are counted by allocation bits.
+//
+// Objects allocated since the last collection, and all objects while a
+// collection is marking, are reported whether or not anything still
+// references them: only a collection could tell.
 func (h *Heap) Walk(fn func(*HeapObject)) (*HeapWalk, error) {
 	w := &HeapWalk{}
 	list, err := h.spanList(w)
 	if err != nil {
 		return nil, err
 	}
-	hw := heapWalker{h: h, w: w, fn: fn, buf: make([]byte, h.span.size), seen: map[uint64]bool{}}
-	total := list.count
-	defer h.p.Progress("heap spans", total, total)
-	done := 0
-	err = list.each(func(addr uint64) {
+	hw := heapWalker{h: h, w: w, fn: fn, buf: make([]byte, h.span.size), seen: map[uint64]struct{}{}}
+	total, done := list.count, 0
+	tick := func() {
 		if done%progressEvery == 0 {
-			h.p.Progress("heap spans", done, total)
+			h.p.Progress(list.unit, done, total)
 		}
 		done++
-		hw.span(addr)
-	})
+	}
+	defer h.p.Progress(list.unit, total, total)
+	err = list.each(tick, hw.span)
 	return w, err
 }
 
-// spanSource lists span addresses.
+// spanSource lists span addresses: each calls tick once per entry of the
+// list (count in all; a span, or an arena of spans) and span with every
+// span's address.
 type spanSource struct {
+	unit  string // what is counted, for progress reports
 	count int
-	each  func(func(uint64)) error
+	each  func(tick func(), span func(uint64)) error
 }
 
 // spanList lists the heap's spans from mheap_.allspans, else from the span
@@ -134,8 +173,11 @@ func (h *Heap) spanList(w *HeapWalk) (spanSource, error) {
 		errAll = fmt.Errorf("runtime.mheap_.allspans: %w", err)
 	} else {
 		w.Source = "runtime.mheap_.allspans"
-		return spanSource{count: int(n), each: func(f func(uint64)) error {
-			return h.eachWord(ptr, n, "runtime.mheap_.allspans", w, f)
+		return spanSource{unit: "heap spans", count: int(n), each: func(tick func(), span func(uint64)) error {
+			return h.eachWord(ptr, n, "runtime.mheap_.allspans", w, func(a uint64) {
+				tick()
+				span(a)
+			})
 		}}, nil
 	}
 	off, err := l.Off("runtime.mheap", "allArenas")
@@ -146,13 +188,16 @@ func (h *Heap) spanList(w *HeapWalk) (spanSource, error) {
 	if err != nil {
 		return spanSource{}, fmt.Errorf("go heap: %v; runtime.mheap_.allArenas: %w", errAll, err)
 	}
+	if h.pagesPerArena > maxArenaPages {
+		return spanSource{}, fmt.Errorf("go heap: %v, and arenas of %d pages are implausible", errAll, h.pagesPerArena)
+	}
 	w.Source = "span maps of runtime.mheap_.allArenas"
 	w.problem("%v: spans listed from the arenas' span maps", errAll)
-	// The count is of arenas: each holds pagesPerArena spans at most.
-	return spanSource{count: int(n), each: func(f func(uint64)) error {
+	return spanSource{unit: "heap arenas", count: int(n), each: func(tick func(), span func(uint64)) error {
 		seen := map[uint64]bool{}
 		page := make([]byte, h.pagesPerArena*8)
 		return h.eachWord(ptr, n, "runtime.mheap_.allArenas", w, func(ri uint64) {
+			tick()
 			ha, err := h.arena(ri)
 			if err != nil || ha == 0 {
 				w.problem("arena %d (at %#x) listed in allArenas has no heapArena: %v", ri, h.arenaStart(ri), err)
@@ -168,7 +213,7 @@ func (h *Heap) spanList(w *HeapWalk) (spanSource, error) {
 				s := le64(page[8*i:])
 				if s != 0 && !seen[s] {
 					seen[s] = true
-					f(s)
+					span(s)
 				}
 			}
 		})
@@ -221,7 +266,7 @@ type heapWalker struct {
 	bits, mark []byte
 	cur        Span
 	obj        HeapObject
-	seen       map[uint64]bool
+	seen       map[uint64]struct{} // starts of the in-use spans walked
 }
 
 func (hw *heapWalker) span(addr uint64) {
@@ -244,19 +289,25 @@ func (hw *heapWalker) span(addr uint64) {
 	default:
 		return
 	}
-	if hw.seen[uint64(s.Start)] {
+	if _, dup := hw.seen[uint64(s.Start)]; dup {
 		w.problem("two spans claim the pages at %#x (mspan %#x): the second is skipped", uint64(s.Start), addr)
 		return
 	}
-	hw.seen[uint64(s.Start)] = true
+	hw.seen[uint64(s.Start)] = struct{}{}
 	w.InUse++
 	spanBytes := s.NPages * h.pageSize
-	if s.ElemSize == 0 || s.ElemSize > spanBytes || s.NElems > spanBytes/s.ElemSize {
+	if s.ElemSize == 0 || s.ElemSize > spanBytes || s.NElems > spanBytes/s.ElemSize || s.NElems > maxSpanObjects ||
+		(s.SizeClass == 0 && s.NElems > 1) {
 		w.problem("mspan %#x in use with %d objects of %d bytes in %d pages: not believed", addr, s.NElems, s.ElemSize, s.NPages)
 		return
 	}
-	if s.Unswept {
+	// mspan.sweepgen == mheap_.sweepgen-1: a thread is sweeping the span.
+	sweeping := h.sweepgen != 0 && s.Sweepgen == h.sweepgen-1
+	switch {
+	case s.Unswept:
 		w.Unswept++
+	case sweeping:
+		w.Sweeping++
 	}
 	n := s.NElems
 	nb := (n + 7) / 8
@@ -269,10 +320,10 @@ func (hw *heapWalker) span(addr uint64) {
 	markOK := false
 	if s.Unswept {
 		hw.mark = grow(hw.mark, nb)
-		if _, err := h.p.ReadMemory(hw.mark, uint64(s.MarkBits)); err == nil && s.MarkBits != 0 {
+		if err := h.readMarks(s, 0, hw.mark); err == nil {
 			markOK = true
 		} else {
-			w.problem("mark bits of unswept mspan %#x: %v: its objects count as live", addr, orNoBitmap(err))
+			w.problem("mark bits of unswept mspan %#x: %v: its objects count as live", addr, err)
 		}
 	}
 	rec := h.typeRecordOf(s)
@@ -322,7 +373,7 @@ func (hw *heapWalker) span(addr uint64) {
 	}
 	// A swept span's allocCount is the runtime's own count of the same
 	// objects: a difference means the bits were misread.
-	if allocOK && !s.Unswept && h.sweepgen != 0 && (s.Sweepgen == h.sweepgen || s.Sweepgen == h.sweepgen+3) &&
+	if allocOK && h.sweepgen != 0 && (s.Sweepgen == h.sweepgen || s.Sweepgen == h.sweepgen+3) &&
 		h.span.allocCount.ok && allocated != s.AllocCount {
 		w.CountMismatch++
 		w.problem("mspan %#x: %d objects allocated by its bits, %d by its allocCount", addr, allocated, s.AllocCount)
@@ -341,4 +392,115 @@ func orNoBitmap(err error) error {
 		return errors.New("no bitmap")
 	}
 	return err
+}
+
+// inlineMarks is where Green Tea keeps the mark bits of one-page spans of
+// objects from 16 to 512 bytes (runtime/mgcmark_greenteagc.go,
+// gcUsesSpanInlineMarkBits): a spanInlineMarkBits struct at the end of the
+// span's page, whose marks array holds one bit per object.
+type inlineMarks struct {
+	on          bool
+	size        uint64 // of runtime.spanInlineMarkBits
+	off, length uint64 // of its marks field
+}
+
+// spanInlineMarkBits of Go 1.25 and 1.26: {scans [63]uint8; owned uint8;
+// marks [63]uint8; class uint8}, for binaries whose layout lacks it.
+var defaultInlineMarks = inlineMarks{on: true, size: 128, off: 64, length: 63}
+
+// newInlineMarks says whether bin's runtime marks small objects in their
+// spans, from the DWARF of spanInlineMarkBits (an empty struct in builds
+// without Green Tea), else from its version and GOEXPERIMENT.
+func newInlineMarks(bin *Binary) inlineMarks {
+	st, err := bin.Layout.Struct("runtime.spanInlineMarkBits")
+	if err != nil || !bin.Layout.FromDWARF {
+		if !greenTea(bin) {
+			return inlineMarks{}
+		}
+		if err != nil {
+			return defaultInlineMarks
+		}
+	}
+	f, err := st.Field("marks")
+	if err != nil || f.Size <= 0 || st.Size <= 0 || f.Offset+f.Size > st.Size {
+		return inlineMarks{}
+	}
+	return inlineMarks{on: true, size: uint64(st.Size), off: uint64(f.Offset), length: uint64(f.Size)}
+}
+
+// greenTea reports whether bin was built with the Green Tea collector:
+// an experiment in Go 1.25, the default from Go 1.26. The build records
+// the experiments that differ from its toolchain's defaults in the
+// GOEXPERIMENT setting.
+func greenTea(bin *Binary) bool {
+	on := bin.Version.AtLeast(26)
+	if !bin.Version.AtLeast(25) || bin.BuildInfo == nil {
+		return on
+	}
+	for _, e := range strings.Split(bin.Setting("GOEXPERIMENT"), ",") {
+		switch strings.TrimSpace(e) {
+		case "greenteagc":
+			on = true
+		case "nogreenteagc":
+			on = false
+		}
+	}
+	return on
+}
+
+// usesInlineMarks reports whether s keeps its marks in the span.
+func (h *Heap) usesInlineMarks(s *Span) bool {
+	return h.inline.on && s.SizeClass != 0 && s.NPages == 1 && s.ElemSize >= 16 && s.ElemSize <= h.minHeaderSize() &&
+		h.inline.off+h.inline.length <= h.inline.size && h.inline.size <= h.pageSize && s.NElems <= 8*h.inline.length
+}
+
+// readMarks reads bytes first.. of the marks of the last collection of
+// s's objects (one bit per object) into dst: gcmarkBits, merged with the
+// span's inline mark bits where the runtime keeps them, as the sweeper
+// merges them.
+func (h *Heap) readMarks(s *Span, first uint64, dst []byte) error {
+	if s.MarkBits == 0 {
+		return errors.New("no gcmarkBits")
+	}
+	if _, err := h.p.ReadMemory(dst, uint64(s.MarkBits)+first); err != nil {
+		return fmt.Errorf("gcmarkBits at %#x: %w", uint64(s.MarkBits), err)
+	}
+	if !h.usesInlineMarks(s) || first >= h.inline.length {
+		return nil
+	}
+	// usesInlineMarks bounds the inline marks to those of one page.
+	n := min(uint64(len(dst)), h.inline.length-first)
+	inl := make([]byte, n)
+	at := uint64(s.Start) + h.pageSize - h.inline.size + h.inline.off + first
+	if _, err := h.p.ReadMemory(inl, at); err != nil {
+		return fmt.Errorf("inline mark bits at %#x: %w", at, err)
+	}
+	for i, b := range inl {
+		dst[i] |= b
+	}
+	return nil
+}
+
+// marked reports the mark bit of the last collection of object idx of s.
+func (h *Heap) marked(s *Span, idx uint64) (bool, error) {
+	var b [1]byte
+	if err := h.readMarks(s, idx/8, b[:]); err != nil {
+		return false, err
+	}
+	return b[0]&(1<<(idx%8)) != 0, nil
+}
+
+// TypeName names the runtime type descriptor (*abi.Type) at addr, e.g.
+// "main.Node", from the executable's module data, which Load finds even in
+// a binary without symbols (where Heap.TypeName has no
+// runtime.firstmoduledata to start from).
+func (r *Runtime) TypeName(addr uint64) (string, error) {
+	rt := r.types.typeAt(addr)
+	if rt.err != nil {
+		return "", rt.err
+	}
+	if rt.name == "" {
+		return "", fmt.Errorf("type descriptor at %#x has no name", addr)
+	}
+	return rt.name, nil
 }

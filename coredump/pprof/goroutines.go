@@ -65,13 +65,21 @@ func Goroutines(r *goruntime.Runtime, opts GoroutineOptions) (*profile.Profile, 
 	b.addMappings(r.Proc)
 	buckets := r.Buckets(opts.MaxFrames)
 	now := r.Clock()
-	total, stacks := 0, 0
+	total := 0
+	for _, bk := range buckets {
+		total += len(bk.Goroutines)
+	}
+	// The samples, their values and goroutine ids are allocated at once,
+	// and the unit of the wait label is shared: a profile of a million
+	// goroutines is a million samples.
+	p.Sample = make([]*profile.Sample, 0, total)
+	samples := make([]profile.Sample, total)
+	words := make([]int64, 2*total)
+	waitUnit := map[string][]string{LabelWait: {"nanoseconds"}}
 	var errs []string
 	labelErrs := 0
 	for _, bk := range buckets {
-		total += len(bk.Goroutines)
 		locs := b.stack(bk.Frames)
-		stacks++
 		labels := map[string][]string{LabelState: {bk.State}, LabelStatus: {bk.Status}}
 		if bk.WaitReason != "" {
 			labels[LabelWaitReason] = []string{bk.WaitReason}
@@ -91,11 +99,14 @@ func Goroutines(r *goruntime.Runtime, opts GoroutineOptions) (*profile.Profile, 
 				idList(bk.IDs(), 10), len(bk.Frames), bk.Err))
 		}
 		for _, g := range bk.Goroutines {
-			s := &profile.Sample{Location: locs, Value: []int64{1}, Label: labels,
-				NumLabel: map[string][]int64{LabelGoID: {g.ID}}}
+			i := len(p.Sample)
+			value, id := words[2*i:2*i+1:2*i+1], words[2*i+1:2*i+2:2*i+2]
+			value[0], id[0] = 1, g.ID
+			s := &samples[i]
+			*s = profile.Sample{Location: locs, Value: value, Label: labels, NumLabel: map[string][]int64{LabelGoID: id}}
 			if g.WaitSince != 0 && now > g.WaitSince {
 				s.NumLabel[LabelWait] = []int64{now - g.WaitSince}
-				s.NumUnit = map[string][]string{LabelWait: {"nanoseconds"}}
+				s.NumUnit = waitUnit
 			}
 			if m := g.M(); m != nil && m.ProcID != 0 {
 				s.NumLabel[LabelThread] = []int64{int64(m.ProcID)}
@@ -115,7 +126,7 @@ func Goroutines(r *goruntime.Runtime, opts GoroutineOptions) (*profile.Profile, 
 	b.finishMappings()
 	p.Comments = header("goroutine profile", r)
 	p.Comments = append(p.Comments, fmt.Sprintf("%d goroutines in %d groups of identical stacks and state (%d goroutine structs in allgs, dead ones included)",
-		total, stacks, r.AllGLen))
+		total, len(buckets), r.AllGLen))
 	p.Comments = append(p.Comments, errs...)
 	if labelErrs > 10 {
 		p.Comments = append(p.Comments, fmt.Sprintf("pprof labels of %d more goroutines unreadable", labelErrs-10))

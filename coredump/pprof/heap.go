@@ -64,6 +64,11 @@ func Heap(r *goruntime.Runtime) (*profile.Profile, error) {
 			if !ok {
 				n, err := h.TypeName(k.typ)
 				if err != nil {
+					// The heap's reader needs runtime.firstmoduledata by
+					// symbol; the runtime view finds it without.
+					n, err = r.TypeName(k.typ)
+				}
+				if err != nil {
 					badTypes++
 					badTypeErr = fmt.Errorf("type descriptor at %#x: %w", k.typ, err)
 				}
@@ -118,6 +123,9 @@ func heapComments(r *goruntime.Runtime, w *goruntime.HeapWalk) []string {
 	out = append(out, "objects allocated since the last garbage collection are counted whether or not anything still references them: only a collection could tell")
 	if w.Unswept > 0 {
 		out = append(out, fmt.Sprintf("%d spans were not swept since the last collection: %d of their objects (%d bytes) the collection did not mark are garbage and not counted", w.Unswept, w.Garbage, w.GarbageBytes))
+	}
+	if w.Sweeping > 0 {
+		out = append(out, fmt.Sprintf("%d spans were being swept at the dump: their objects are counted by their allocation bits, some may be garbage", w.Sweeping))
 	}
 	if w.UnmarkedUnknown > 0 {
 		out = append(out, fmt.Sprintf("%d objects of unswept spans whose mark bits are unreadable are counted as live", w.UnmarkedUnknown))
