@@ -1,7 +1,6 @@
 package goruntime_test
 
 import (
-	"strconv"
 	"testing"
 
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
@@ -17,7 +16,7 @@ func TestHeapWalkUnswept(t *testing.T) {
 	for _, v := range []fixtures.Variant{{Go: "go1.21.13"}, {Go: "go1.24.13"}, {Go: "go1.25.14"}, fixtures.Default} {
 		t.Run(v.String(), func(t *testing.T) {
 			c, b, h := openHeap(t, "go-heap-unswept", v)
-			fact := func(k string) uint64 { return uint64(intFact(t, c, k)) }
+			fact := func(k string) uint64 { return uint64(c.IntFact(t, k)) }
 			var smalls, nodes, chunks, typedNodes, typedChunks uint64
 			w, err := h.Walk(func(o *goruntime.HeapObject) {
 				switch {
@@ -80,17 +79,4 @@ func TestHeapWalkUnswept(t *testing.T) {
 			}
 		})
 	}
-}
-
-// intFact is a number the fixture printed as FACT k=N.
-func intFact(t *testing.T, c *fixtures.Crash, k string) int64 {
-	t.Helper()
-	if len(c.Oracle.Facts[k]) != 1 {
-		t.Fatalf("fixture printed FACT %s %d times", k, len(c.Oracle.Facts[k]))
-	}
-	v, err := strconv.ParseInt(c.Oracle.Facts[k][0], 10, 64)
-	if err != nil {
-		t.Fatalf("FACT %s: %v", k, err)
-	}
-	return v
 }

@@ -104,7 +104,7 @@ func (b *Bucket) onOwnStack() bool {
 // depth, walking every goroutine on first use; nil for a g that is not
 // one of Gs.
 func (r *Runtime) BucketOf(g *G) *Bucket {
-	r.Buckets(0)
+	r.sharedBuckets(0) // sets g.bucket; no copy of the list per call
 	return g.bucket
 }
 
@@ -284,7 +284,11 @@ type bucketBuild struct {
 //
 // The walk is done once per bound; callers get their own slice of shared
 // buckets, which they must not modify.
-func (r *Runtime) Buckets(max int) []*Bucket {
+func (r *Runtime) Buckets(max int) []*Bucket { return slices.Clone(r.sharedBuckets(max)) }
+
+// sharedBuckets are the buckets of the walk at depth max, walking on
+// first use; the slice is the cache's own.
+func (r *Runtime) sharedBuckets(max int) []*Bucket {
 	if max <= 0 {
 		max = MaxGoroutineFrames
 	}
@@ -298,7 +302,7 @@ func (r *Runtime) Buckets(max int) []*Bucket {
 		}
 		r.buckets[max] = bs
 	}
-	return slices.Clone(bs)
+	return bs
 }
 
 func (r *Runtime) bucketize(max int) []*Bucket {

@@ -15,14 +15,7 @@ import (
 // view from scratch, builds a profile with build and encodes it, as
 // coreexplain pprof does.
 func benchProfile(b *testing.B, name string, build func(*goruntime.Runtime) (*profile.Profile, error)) {
-	fx, err := fixtures.Load(name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := fx.Crash(fixtures.Default)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := fixtures.MustCrash(b, name, fixtures.Default)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})

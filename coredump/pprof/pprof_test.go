@@ -2,7 +2,6 @@ package pprof_test
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,19 +61,6 @@ func heapTotals(prof *profile.Profile) (objects, space map[string]int64) {
 	return objects, space
 }
 
-// intFact is a number the fixture printed as FACT k=N.
-func intFact(t *testing.T, c *fixtures.Crash, k string) int64 {
-	t.Helper()
-	if len(c.Oracle.Facts[k]) != 1 {
-		t.Fatalf("fixture printed FACT %s %d times", k, len(c.Oracle.Facts[k]))
-	}
-	v, err := strconv.ParseInt(c.Oracle.Facts[k][0], 10, 64)
-	if err != nil {
-		t.Fatalf("FACT %s: %v", k, err)
-	}
-	return v
-}
-
 func hasFunc(s *profile.Sample, fn string) bool {
 	for _, l := range s.Location {
 		for _, ln := range l.Line {
@@ -115,8 +101,7 @@ func pprofTop(t *testing.T, path string, args ...string) map[string]int64 {
 // each of eight ways, all under main.descend and main.park.
 func TestGoroutineProfile(t *testing.T) {
 	r, c := load(t, "go-many-goroutines", fixtures.Default)
-	var parked int
-	fmt.Sscan(c.Oracle.Facts["parked"][0], &parked)
+	parked := int(c.IntFact(t, "parked"))
 	prof, err := pprof.Goroutines(r, pprof.GoroutineOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +178,7 @@ func TestGoroutineProfileLabels(t *testing.T) {
 					shards[s.Label["shard"][0]]++
 				}
 			}
-			want, _ := strconv.Atoi(c.Oracle.Facts["labelled"][0])
+			want := int(c.IntFact(t, "labelled"))
 			if shards["0"]+shards["1"] != want || shards["0"] != (want+1)/2 {
 				t.Errorf("labelled goroutines by shard: %v, want %d in all, %d in shard 0", shards, want, (want+1)/2)
 			}
@@ -205,7 +190,7 @@ func TestGoroutineProfileLabels(t *testing.T) {
 // ones it dropped before the collections not at all.
 func TestHeapProfile(t *testing.T) {
 	r, c := load(t, "go-heap-types", fixtures.Default)
-	fact := func(k string) int64 { return intFact(t, c, k) }
+	fact := func(k string) int64 { return c.IntFact(t, k) }
 	prof, err := pprof.Heap(r)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +223,7 @@ func TestHeapProfile(t *testing.T) {
 // scan objects.
 func TestHeapProfileSizeClasses(t *testing.T) {
 	r, c := load(t, "go-heap-types", fixtures.Variant{Go: "go1.21.13"})
-	nodes, chunks := intFact(t, c, "nodes"), intFact(t, c, "chunks")
+	nodes, chunks := c.IntFact(t, "nodes"), c.IntFact(t, "chunks")
 	prof, err := pprof.Heap(r)
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +240,7 @@ func TestHeapProfileSizeClasses(t *testing.T) {
 	if objects["large scan 40960 B"] != chunks {
 		t.Errorf("large scan 40960 B: %d objects, want the %d chunks", objects["large scan 40960 B"], chunks)
 	}
-	if objects["noscan 5376 B"] != intFact(t, c, "buffers") {
+	if objects["noscan 5376 B"] != c.IntFact(t, "buffers") {
 		t.Errorf("noscan 5376 B: %d objects, want the %s buffers", objects["noscan 5376 B"], c.Oracle.Facts["buffers"][0])
 	}
 	// Nodes (600 bytes, no header before Go 1.22) are in the 640-byte
@@ -274,7 +259,7 @@ func TestHeapProfileMixed(t *testing.T) {
 	}
 	back, _ := roundTrip(t, prof)
 	objects, space := heapTotals(back)
-	fact := func(k string) int64 { return intFact(t, c, k) }
+	fact := func(k string) int64 { return c.IntFact(t, k) }
 	// An Item and its header fill the 1152-byte class; a Blob 8 pages.
 	for _, w := range []struct {
 		typ   string
@@ -322,7 +307,7 @@ func TestHeapProfileUnswept(t *testing.T) {
 	for _, v := range []fixtures.Variant{fixtures.Default, {Strip: true}} {
 		t.Run(v.String(), func(t *testing.T) {
 			r, c := load(t, "go-heap-unswept", v)
-			fact := func(k string) int64 { return intFact(t, c, k) }
+			fact := func(k string) int64 { return c.IntFact(t, k) }
 			prof, err := pprof.Heap(r)
 			if err != nil {
 				t.Fatal(err)

@@ -10,14 +10,7 @@ import (
 // BenchmarkBuild100k builds the full report (--all: every goroutine's
 // stack, bucketed) of the 100000-goroutine core, from opening the core on.
 func BenchmarkBuild100k(b *testing.B) {
-	fx, err := fixtures.Load("go-many-goroutines")
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := fx.Crash(fixtures.Default)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := fixtures.MustCrash(b, "go-many-goroutines", fixtures.Default)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
