@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/coreexplain/coreexplain/coredump"
@@ -12,7 +11,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var addrFlags struct {
+type addrFlags struct {
 	core coreFlags
 	json bool
 }
@@ -20,6 +19,7 @@ var addrFlags struct {
 func init() {
 	register(&command{
 		name:  "addr",
+		short: "what is at an address: mapping, symbol, heap object, stack",
 		usage: "addr [flags] CORE [BINARY] ADDR...",
 		summary: "Say what is at each address: mapping, section and symbol, Go heap object (allocated or\n" +
 			"free, its type), stack (live or dead part), guard page, C heap, TLS.",
@@ -27,28 +27,13 @@ func init() {
 			"coreexplain addr core.1234 ./server 0xc000123456",
 			"coreexplain addr --json core.1234 0x7f12a4001000 0x80",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			fs.BoolVar(&addrFlags.json, "json", false, "print the classifications as JSON")
-			addrFlags.core.add(fs)
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(addrFlags)
+			fs.BoolVar(&f.json, "json", false, "print the classifications as JSON")
+			f.core.add(fs)
+			return f.run
 		},
-		run: runAddr,
 	})
-}
-
-// splitCoreArgs separates CORE [BINARY] from the trailing operands: the
-// second argument is the binary when it names an existing file and not an
-// operand.
-func splitCoreArgs(args []string, isOperand func(string) bool) (core, binary string, rest []string, err error) {
-	if len(args) == 0 {
-		return "", "", nil, usageError{"missing CORE"}
-	}
-	core, rest = args[0], args[1:]
-	if len(rest) > 0 && !isOperand(rest[0]) {
-		if _, err := os.Stat(rest[0]); err == nil {
-			binary, rest = rest[0], rest[1:]
-		}
-	}
-	return core, binary, rest, nil
 }
 
 func isAddr(s string) bool {
@@ -56,7 +41,7 @@ func isAddr(s string) bool {
 	return err == nil
 }
 
-func runAddr(e *env, args []string) int {
+func (f *addrFlags) run(e *env, args []string) int {
 	core, binary, rest, err := splitCoreArgs(args, isAddr)
 	if err != nil {
 		return fail(e, err)
@@ -72,7 +57,7 @@ func runAddr(e *env, args []string) int {
 		}
 		addrs = append(addrs, uint64(v))
 	}
-	p, err := addrFlags.core.open(e, core, binary)
+	p, err := f.core.open(e, core, binary)
 	if err != nil {
 		return fail(e, err)
 	}
@@ -82,7 +67,7 @@ func runAddr(e *env, args []string) int {
 	for _, a := range addrs {
 		regions = append(regions, sp.Classify(a))
 	}
-	if addrFlags.json {
+	if f.json {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(regions); err != nil {

@@ -35,6 +35,9 @@ func (l *liveFlags) open(e *env, pid int) (*coredump.Process, error) {
 	if err := l.progress.check(); err != nil {
 		return nil, err
 	}
+	if err := checkSysroot(l.sysroot); err != nil {
+		return nil, err
+	}
 	p, err := coredump.OpenLive(pid, coredump.LiveOptions{Sysroot: l.sysroot, StopTimeout: l.timeout})
 	if err != nil {
 		return nil, err
@@ -43,31 +46,7 @@ func (l *liveFlags) open(e *env, pid int) (*coredump.Process, error) {
 	return p, nil
 }
 
-// reportFlags are the output flags of the commands that print a report.
-type reportFlags struct {
-	json, md, all bool
-	color         string
-}
-
-func (r *reportFlags) add(fs *pflag.FlagSet, allUsage string) {
-	fs.BoolVar(&r.json, "json", false, "print the report as JSON (schema coreexplain/v1)")
-	fs.BoolVar(&r.md, "markdown", false, "print the report as Markdown")
-	fs.BoolVar(&r.all, "all", false, allUsage)
-	fs.StringVar(&r.color, "color", "auto", "colour the text report: auto, always or never")
-}
-
-func (r *reportFlags) check() error {
-	if r.color != "auto" && r.color != "always" && r.color != "never" {
-		return usageError{"--color must be auto, always or never"}
-	}
-	return nil
-}
-
-func (r *reportFlags) write(e *env, rep *report.Report) int {
-	return writeReport(e, rep, r.json, r.md, r.all, r.color)
-}
-
-var attachFlags struct {
+type attachFlags struct {
 	live liveFlags
 	out  reportFlags
 }
@@ -75,6 +54,7 @@ var attachFlags struct {
 func init() {
 	register(&command{
 		name:  "attach",
+		short: "explain a live process, which keeps running",
 		usage: "attach [flags] PID",
 		summary: "Explain a live Go process without harming it: stop it for a few milliseconds, snapshot\n" +
 			"what the analysis needs, let it run on, then explain why it is stuck (lock contention\n" +
@@ -85,16 +65,16 @@ func init() {
 			"coreexplain attach --json 4242 > hang.json",
 			"coreexplain attach --all $(pidof server)",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			attachFlags.out.add(fs, "show every goroutine's full stack")
-			attachFlags.live.add(fs)
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(attachFlags)
+			f.out.add(fs, "show every goroutine's full stack")
+			f.live.add(fs)
+			return f.run
 		},
-		run: runAttach,
 	})
 }
 
-func runAttach(e *env, args []string) int {
-	f := &attachFlags
+func (f *attachFlags) run(e *env, args []string) int {
 	pid, err := pidArg(args)
 	if err != nil {
 		return fail(e, err)

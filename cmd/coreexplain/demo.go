@@ -4,20 +4,21 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
 	"github.com/spf13/pflag"
 )
 
-var demoFlags struct {
-	list  bool
-	json  bool
-	all   bool
-	color string
+type demoFlags struct {
+	list bool
+	out  reportFlags
+	core coreFlags // only --progress: the demo makes its own core
 }
 
 func init() {
 	register(&command{
 		name:  "demo",
+		short: "crash a built-in example into a core and explain it",
 		usage: "demo [flags] [FIXTURE]",
 		summary: "Build one of the repository's crash programs, crash it into a real core dump and\n" +
 			"explain it. Run from a checkout of the repository; the default fixture is go-nil-field.",
@@ -26,19 +27,17 @@ func init() {
 			"coreexplain demo cgo-null-write",
 			"coreexplain demo --list",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			f := &demoFlags
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(demoFlags)
 			fs.BoolVar(&f.list, "list", false, "list the fixtures and exit")
-			fs.BoolVar(&f.json, "json", false, "print the report as JSON")
-			fs.BoolVar(&f.all, "all", false, "show every goroutine's full stack and the crash-handling frames")
-			fs.StringVar(&f.color, "color", "auto", "colour the text report: auto, always or never")
+			f.out.add(fs, "show every goroutine's full stack and the runtime's crash-handling frames")
+			f.core.progress.add(fs)
+			return f.run
 		},
-		run: runDemo,
 	})
 }
 
-func runDemo(e *env, args []string) int {
-	f := &demoFlags
+func (f *demoFlags) run(e *env, args []string) int {
 	if f.list {
 		names, err := fixtures.List()
 		if err != nil {
@@ -52,6 +51,9 @@ func runDemo(e *env, args []string) int {
 			fmt.Fprintf(e.stdout, "%-24s %s\n", n, fx.Spec.Description)
 		}
 		return exitOK
+	}
+	if err := f.out.check(); err != nil {
+		return fail(e, err)
 	}
 	name := "go-nil-field"
 	switch len(args) {
@@ -76,8 +78,12 @@ func runDemo(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "demo:   %s\n", l)
 	}
 	fmt.Fprintf(e.stderr, "demo: coreexplain %s %s\n\n", c.Core, c.Binary)
-	explainFlags.json, explainFlags.all, explainFlags.color = f.json, f.all, f.color
-	return runExplain(e, []string{c.Core, c.Binary})
+	p, err := f.core.open(e, c.Core, c.Binary)
+	if err != nil {
+		return fail(e, err)
+	}
+	defer p.Close()
+	return f.out.write(e, report.Build(p, report.Options{All: f.out.all}))
 }
 
 func firstLines(s string, n int) []string {

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var dumpFlags struct {
+type dumpFlags struct {
 	live   liveFlags
 	output string
 }
@@ -17,6 +17,7 @@ var dumpFlags struct {
 func init() {
 	register(&command{
 		name:  "dump",
+		short: "write a core of a live process, like gcore",
 		usage: "dump [flags] PID",
 		summary: "Write a core file of a live process, like gcore, and let it run on. The core holds\n" +
 			"every thread's registers and every readable mapping (code included), and reads in\n" +
@@ -26,17 +27,16 @@ func init() {
 			"coreexplain dump -o /var/tmp/server.core $(pidof server)",
 			"coreexplain /var/tmp/server.core",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			f := &dumpFlags
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(dumpFlags)
 			fs.StringVarP(&f.output, "output", "o", "", "write the core to `FILE` (default core.PID)")
 			f.live.add(fs)
+			return f.run
 		},
-		run: runDump,
 	})
 }
 
-func runDump(e *env, args []string) int {
-	f := &dumpFlags
+func (f *dumpFlags) run(e *env, args []string) int {
 	pid, err := pidArg(args)
 	if err != nil {
 		return fail(e, err)

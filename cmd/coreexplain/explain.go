@@ -2,74 +2,124 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
 
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/spf13/pflag"
 )
 
-var explainFlags struct {
-	core  coreFlags
-	json  bool
-	md    bool
-	all   bool
-	color string
+type explainFlags struct {
+	core coreFlags
+	out  reportFlags
 }
 
 func init() {
 	register(&command{
 		name:  "explain",
-		usage: "[flags] CORE [BINARY]",
+		short: "explain why the process that left a core died",
+		usage: "[explain] [flags] CORE [BINARY]",
 		summary: "Explain why the process that left CORE died: the real signal behind the Go runtime's\n" +
 			"re-raise, the crash site through C and Go frames, and findings with evidence.\n" +
-			"BINARY defaults to the executable recorded in the core.",
+			"BINARY defaults to the executable recorded in the core; BINARY CORE, the order of dlv\n" +
+			"and gdb, is taken too.",
 		examples: []string{
 			"coreexplain core.1234 ./server",
+			"coreexplain explain ./server core.1234",
 			"coreexplain --json core.1234 ./server > report.json",
 			"coreexplain --all --sysroot /srv/container-root core.1234",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			f := &explainFlags
-			fs.BoolVar(&f.json, "json", false, "print the report as JSON (schema coreexplain/v1)")
-			fs.BoolVar(&f.md, "markdown", false, "print the report as Markdown")
-			fs.BoolVar(&f.all, "all", false, "show every goroutine's full stack and the runtime's crash-handling frames")
-			fs.StringVar(&f.color, "color", "auto", "colour the text report: auto, always or never")
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(explainFlags)
+			f.out.add(fs, "show every goroutine's full stack and the runtime's crash-handling frames")
 			f.core.add(fs)
+			return f.run
 		},
-		run: runExplain,
 	})
 }
 
-func runExplain(e *env, args []string) int {
-	f := &explainFlags
+func (f *explainFlags) run(e *env, args []string) int {
+	if len(args) == 0 {
+		// A first look at the tool: the help, not an error.
+		printUsage(e.stdout, e.cmd, e.fs)
+		return exitOK
+	}
+	if s := suggestCommand(e, args[0]); s != "" {
+		return fail(e, usageError{s})
+	}
 	core, binary, err := coreArgs(args)
 	if err != nil {
 		return fail(e, err)
 	}
-	if f.color != "auto" && f.color != "always" && f.color != "never" {
-		return fail(e, usageError{"--color must be auto, always or never"})
+	if err := f.out.check(); err != nil {
+		return fail(e, err)
 	}
 	p, err := f.core.open(e, core, binary)
 	if err != nil {
 		return fail(e, err)
 	}
 	defer p.Close()
-	r := report.Build(p, report.Options{All: f.all})
-	return writeReport(e, r, f.json, f.md, f.all, f.color)
+	return f.out.write(e, report.Build(p, report.Options{All: f.out.all}))
 }
 
-// writeReport prints r as JSON, Markdown or text.
-func writeReport(e *env, r *report.Report, asJSON, md, all bool, color string) int {
+// suggestCommand is the usage error for a first argument that is no file
+// but looks like a mistyped subcommand ("goroutine", "thread"), or "".
+func suggestCommand(e *env, arg string) string {
+	if _, err := os.Stat(arg); err == nil || e.root == nil {
+		return ""
+	}
+	var names []string
+	for _, c := range e.root.Commands() {
+		if !c.Hidden && c.Name() != "help" && (strings.HasPrefix(c.Name(), arg) || strings.HasPrefix(arg, c.Name())) {
+			names = append(names, c.Name())
+		}
+	}
+	names = append(names, e.root.SuggestionsFor(arg)...)
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s is neither a file nor a subcommand; did you mean %s?", arg, names[0])
+}
+
+// reportFlags are the output flags of the commands that print a report.
+type reportFlags struct {
+	json, md, all bool
+	color         string
+}
+
+func (r *reportFlags) add(fs *pflag.FlagSet, allUsage string) {
+	fs.BoolVar(&r.json, "json", false, "print the report as JSON (schema coreexplain/v1)")
+	fs.BoolVar(&r.md, "markdown", false, "print the report as Markdown")
+	fs.BoolVar(&r.all, "all", false, allUsage)
+	fs.StringVar(&r.color, "color", "auto", "colour the text report: auto, always or never")
+}
+
+// check rejects bad output flags before anything is opened, so that a live
+// target is never stopped for a typo.
+func (r *reportFlags) check() error {
+	if r.color != "auto" && r.color != "always" && r.color != "never" {
+		return usageError{"--color must be auto, always or never"}
+	}
+	if r.json && r.md {
+		return usageError{"--json and --markdown exclude each other"}
+	}
+	return nil
+}
+
+// write prints rep as JSON, Markdown or text.
+func (r *reportFlags) write(e *env, rep *report.Report) int {
 	switch {
-	case asJSON:
+	case r.json:
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := enc.Encode(rep); err != nil {
 			return fail(e, err)
 		}
-	case md:
-		report.WriteMarkdown(e.stdout, r)
+	case r.md:
+		report.WriteMarkdown(e.stdout, rep)
 	default:
-		report.WriteText(e.stdout, r, report.TextOptions{Color: useColor(color, e.stdout), All: all})
+		report.WriteText(e.stdout, rep, report.TextOptions{Color: useColor(r.color, e.stdout), All: r.all})
 	}
 	return exitOK
 }

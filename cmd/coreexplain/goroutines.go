@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var goroutinesFlags struct {
+type goroutinesFlags struct {
 	core  coreFlags
 	json  bool
 	all   bool
@@ -24,6 +24,7 @@ var goroutinesFlags struct {
 func init() {
 	register(&command{
 		name:    "goroutines",
+		short:   "goroutines grouped by identical stack",
 		usage:   "goroutines [flags] CORE [BINARY]",
 		summary: "Group goroutines by identical stack and state, the crashing group and biggest first",
 		examples: []string{
@@ -32,21 +33,20 @@ func init() {
 			"coreexplain goroutines --grep 'database/sql' --all core.1234",
 			"coreexplain goroutines --json core.1234 > goroutines.json",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			f := &goroutinesFlags
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(goroutinesFlags)
 			fs.BoolVar(&f.json, "json", false, "print the goroutines section of the report as JSON")
 			fs.BoolVar(&f.all, "all", false, "every group and every frame, the runtime's own included")
 			fs.StringVar(&f.state, "state", "", "only groups whose state or wait reason contains `STATE`")
 			fs.StringVar(&f.grep, "grep", "", "only groups with a frame whose function matches the regular expression `FUNC`")
 			fs.StringVar(&f.color, "color", "auto", "colour the output: auto, always or never")
 			f.core.add(fs)
+			return f.run
 		},
-		run: runGoroutines,
 	})
 }
 
-func runGoroutines(e *env, args []string) int {
-	f := &goroutinesFlags
+func (f *goroutinesFlags) run(e *env, args []string) int {
 	core, binary, err := coreArgs(args)
 	if err != nil {
 		return fail(e, err)

@@ -45,7 +45,11 @@ func TestExitCodes(t *testing.T) {
 		code int
 		in   string // expected in stderr
 	}{
-		{nil, exitUsage, "missing CORE"},
+		{[]string{"threads"}, exitUsage, "missing CORE"},
+		{[]string{"goroutine", c.Core}, exitUsage, "did you mean goroutines?"},
+		{[]string{"--sysroot", filepath.Join(t.TempDir(), "nope"), c.Core}, exitUsage, "--sysroot"},
+		{[]string{"--sysroot", c.Binary, c.Core}, exitUsage, "not a directory"},
+		{[]string{"--json", "--markdown", c.Core}, exitUsage, "exclude each other"},
 		{[]string{"--bogus"}, exitUsage, "unknown flag"},
 		{[]string{c.Core, c.Binary, "extra"}, exitUsage, "too many arguments"},
 		{[]string{"--color", "purple", c.Core}, exitUsage, "--color"},
@@ -67,7 +71,7 @@ func TestExitCodes(t *testing.T) {
 
 func TestHelpAndVersion(t *testing.T) {
 	code, out, _ := runCLI("--help")
-	if code != exitOK || !strings.Contains(out, "usage: coreexplain [flags] CORE [BINARY]") || !strings.Contains(out, "examples:") {
+	if code != exitOK || !strings.Contains(out, "usage: coreexplain [explain] [flags] CORE [BINARY]") || !strings.Contains(out, "examples:") {
 		t.Errorf("--help: exit %d\n%s", code, out)
 	}
 	for name := range commands {

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var pprofFlags struct {
+type pprofFlags struct {
 	core      coreFlags
 	output    string
 	heap      bool
@@ -24,6 +24,7 @@ var pprofFlags struct {
 func init() {
 	register(&command{
 		name:    "pprof",
+		short:   "goroutine or heap profile for go tool pprof",
 		usage:   "pprof [flags] CORE [BINARY]",
 		summary: "Write a pprof profile for go tool pprof: the goroutines (one sample each, labelled with state, wait reason and id), or with --heap the live heap by type and size class from a scan of every span.",
 		examples: []string{
@@ -33,19 +34,18 @@ func init() {
 			"coreexplain pprof --heap -o heap.pb.gz core.1234 ./server",
 			"go tool pprof -top -sample_index=inuse_objects heap.pb.gz",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			f := &pprofFlags
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(pprofFlags)
 			fs.StringVarP(&f.output, "output", "o", "", "write the profile to `FILE` (required), - for stdout")
 			fs.BoolVar(&f.heap, "heap", false, "profile the live heap (inuse_space, inuse_objects) instead of the goroutines")
 			fs.IntVar(&f.maxFrames, "max-frames", goruntime.MaxGoroutineFrames, "cut each goroutine's stack after `N` frames")
 			f.core.add(fs)
+			return f.run
 		},
-		run: runPprof,
 	})
 }
 
-func runPprof(e *env, args []string) int {
-	f := &pprofFlags
+func (f *pprofFlags) run(e *env, args []string) int {
 	core, binary, err := coreArgs(args)
 	if err != nil {
 		return fail(e, err)

@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var runFlags struct {
+type runFlags struct {
 	coreDir    string
 	allSignals bool
 	out        reportFlags
@@ -33,6 +33,7 @@ const (
 func init() {
 	register(&command{
 		name:  "run",
+		short: "run a program; explain it if it crashes",
 		usage: "run [flags] -- PROG [ARGS...]",
 		summary: "Run PROG and catch it in the act: when it dies of a crash signal or a Go fatal error, write\n" +
 			"a core (no ulimit or core_pattern needed) and explain it. Exits with PROG's status\n" +
@@ -43,19 +44,18 @@ func init() {
 			"coreexplain run --core-dir /var/tmp/cores -- ./batch-job",
 			"coreexplain run --json -- ./flaky-test > crash.json",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			f := &runFlags
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(runFlags)
 			fs.SetInterspersed(false) // PROG's own flags are not ours
 			fs.StringVar(&f.coreDir, "core-dir", "", "write the core into `DIR` (default: PROG's directory)")
 			fs.BoolVar(&f.allSignals, "all-signals", false, "also capture deaths by signals that do not dump core (SIGTERM, SIGINT, SIGPIPE...)")
 			f.out.add(fs, "show every goroutine's full stack and the runtime's crash-handling frames")
+			return f.run
 		},
-		run: runRun,
 	})
 }
 
-func runRun(e *env, args []string) int {
-	f := &runFlags
+func (f *runFlags) run(e *env, args []string) int {
 	if len(args) == 0 {
 		return fail(e, usageError{"missing PROG"})
 	}

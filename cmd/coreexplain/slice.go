@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var sliceFlags struct {
+type sliceFlags struct {
 	core      coreFlags
 	json      bool
 	goroutine int64
@@ -21,6 +21,7 @@ var sliceFlags struct {
 func init() {
 	register(&command{
 		name:  "slice",
+		short: "is a slice's backing array still valid memory?",
 		usage: "slice [flags] CORE [BINARY] (EXPR | ADDR:TYPE)",
 		summary: "Decode a slice header and check that all of its backing array is still valid memory.\n" +
 			"EXPR is a Go expression in a frame's scope (data, cfg.Items); ADDR:TYPE reads the header\n" +
@@ -30,21 +31,20 @@ func init() {
 			"coreexplain slice --goroutine 7 --frame 2 core.1234 ./server req.Body",
 			"coreexplain slice core.1234 ./server 0xc000010000:byte",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			f := &sliceFlags
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(sliceFlags)
 			fs.Int64Var(&f.goroutine, "goroutine", 0, "evaluate in goroutine `N` (default: the crashing goroutine)")
 			fs.IntVar(&f.frame, "frame", -1, "evaluate in frame `K` of the goroutine; -1 means the faulting frame, else frame 0")
 			fs.BoolVar(&f.json, "json", false, "print the result as JSON")
 			f.core.add(fs)
+			return f.run
 		},
-		run: runSlice,
 	})
 }
 
 var reAddrType = regexp.MustCompile(`^(0[xX][0-9a-fA-F]+|[0-9]+):(.+)$`)
 
-func runSlice(e *env, args []string) int {
-	f := &sliceFlags
+func (f *sliceFlags) run(e *env, args []string) int {
 	isSpec := func(s string) bool { return reAddrType.MatchString(s) }
 	core, binary, rest, err := splitCoreArgs(args, isSpec)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var threadsFlags struct {
+type threadsFlags struct {
 	core   coreFlags
 	json   bool
 	frames bool
@@ -20,6 +20,7 @@ var threadsFlags struct {
 func init() {
 	register(&command{
 		name:    "threads",
+		short:   "OS threads with their Ms and goroutines",
 		usage:   "threads [flags] CORE [BINARY]",
 		summary: "List the OS threads with their Ms, goroutines and what each did before the crash",
 		examples: []string{
@@ -27,19 +28,18 @@ func init() {
 			"coreexplain threads --frames core.1234",
 			"coreexplain threads --json core.1234 | jq '.[] | select(.state == \"in-cgo\")'",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			f := &threadsFlags
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(threadsFlags)
 			fs.BoolVar(&f.json, "json", false, "print the threads as JSON (the report's threads section)")
 			fs.BoolVar(&f.frames, "frames", false, "show each thread's stack, signal handlers and crash machinery included")
 			fs.StringVar(&f.color, "color", "auto", "colour the output: auto, always or never")
 			f.core.add(fs)
+			return f.run
 		},
-		run: runThreads,
 	})
 }
 
-func runThreads(e *env, args []string) int {
-	f := &threadsFlags
+func (f *threadsFlags) run(e *env, args []string) int {
 	core, binary, err := coreArgs(args)
 	if err != nil {
 		return fail(e, err)

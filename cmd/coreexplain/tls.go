@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var tlsFlags struct {
+type tlsFlags struct {
 	core  coreFlags
 	json  bool
 	color string
@@ -16,6 +16,7 @@ var tlsFlags struct {
 func init() {
 	register(&command{
 		name:  "tls",
+		short: "each thread's C runtime state: TLS, errno",
 		usage: "tls [flags] CORE [BINARY]",
 		summary: "Show each thread's C runtime state: thread pointer, TCB, TLS blocks and errno.\n" +
 			"errno comes with its slot address, value and name, and how the slot was computed from\n" +
@@ -24,18 +25,17 @@ func init() {
 			"coreexplain tls core.1234 ./server",
 			"coreexplain tls --json core.1234 ./server | jq '.threads[] | {tid, errno}'",
 		},
-		flags: func(fs *pflag.FlagSet) {
-			f := &tlsFlags
+		setup: func(fs *pflag.FlagSet) runFunc {
+			f := new(tlsFlags)
 			fs.BoolVar(&f.json, "json", false, "print the view as JSON (schema coreexplain-tls/v1)")
 			fs.StringVar(&f.color, "color", "auto", "colour the text: auto, always or never")
 			f.core.add(fs)
+			return f.run
 		},
-		run: runTLS,
 	})
 }
 
-func runTLS(e *env, args []string) int {
-	f := &tlsFlags
+func (f *tlsFlags) run(e *env, args []string) int {
 	core, binary, err := coreArgs(args)
 	if err != nil {
 		return fail(e, err)
