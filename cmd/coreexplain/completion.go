@@ -18,6 +18,7 @@ func init() {
 			"coreexplain completion zsh > \"${fpath[1]}/_coreexplain\"",
 			"coreexplain completion fish > ~/.config/fish/completions/coreexplain.fish",
 		},
+		words: []string{"bash", "zsh", "fish", "powershell"},
 		setup: func(fs *pflag.FlagSet) runFunc {
 			noDesc := fs.Bool("no-descriptions", false, "leave the descriptions of subcommands and flags out of the completions")
 			return func(e *env, args []string) int {

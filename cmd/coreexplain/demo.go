@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/coreexplain/coreexplain/coredump/report"
@@ -62,6 +63,9 @@ func (f *demoFlags) run(e *env, args []string) int {
 		name = args[0]
 	default:
 		return fail(e, usageError{"demo takes at most one FIXTURE"})
+	}
+	if _, err := os.Stat(fixtures.Root()); err != nil {
+		return fail(e, fmt.Errorf("demo needs the fixtures/ folder of the coreexplain checkout this binary was built from (%s), which is gone: run it from a checkout, as go run ./cmd/coreexplain demo", fixtures.Root()))
 	}
 	fx, err := fixtures.Load(name)
 	if err != nil {

@@ -43,6 +43,9 @@ type command struct {
 	// examples are shown by --help, one per line; TestHelpExamples runs
 	// the ones that read a core.
 	examples []string
+	// words are what the first argument may be, for shell completion;
+	// when empty, the shell completes file names.
+	words []string
 	// setup declares the command's flags on fs, bound to values of its
 	// own, and returns what runs the command with them. Flag values live
 	// only in that closure and each run gets fresh ones, so no command can
@@ -142,6 +145,7 @@ func newCobra(c *command, use string, e *env, code *int) *cobra.Command {
 		SilenceErrors:         true,
 		SilenceUsage:          true,
 		DisableFlagsInUseLine: true,
+		ValidArgs:             c.words,
 	}
 	fs := cc.Flags()
 	fs.SortFlags = false
