@@ -81,6 +81,9 @@ func TestHelpAndVersion(t *testing.T) {
 		if !strings.Contains(out, "\n  "+name+" ") {
 			t.Errorf("--help does not list subcommand %s", name)
 		}
+		if len(commands[name].examples) == 0 {
+			t.Errorf("subcommand %s has no examples in its help", name)
+		}
 		code, sub, _ := runCLI(name, "--help")
 		if code != exitOK || !strings.Contains(sub, "usage: coreexplain "+name) {
 			t.Errorf("%s --help: exit %d\n%s", name, code, sub)
