@@ -114,7 +114,7 @@ func (t *textWriter) findings(r *Report, s style) {
 	}
 	t.section(s, "findings")
 	for i, f := range r.Findings {
-		tag := f.Class
+		tag := f.Class.String()
 		if f.Cause {
 			tag = s.red(tag)
 		} else {
