@@ -69,7 +69,7 @@ func writeReport(e *env, r *report.Report, asJSON, md, all bool, color string) i
 	case md:
 		report.WriteMarkdown(e.stdout, r)
 	default:
-		report.WriteText(e.stdout, r, report.TextOptions{Color: useColor(color, e.stdout), All: all})
+		report.WriteText(e.stdout, r, report.TextOptions{Color: useColor(color, e.stdout), All: all, Width: textWidth(e.stdout)})
 	}
 	return exitOK
 }
