@@ -4,6 +4,10 @@ import (
 	"encoding"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -16,9 +20,10 @@ import (
 // json tag names it, omitempty makes it optional (every other field is
 // always written, so required), encoding.TextMarshaler types are strings.
 // Every object forbids other properties, so a field added to the model
-// without regenerating the schema fails validation.
+// without regenerating the schema fails validation. Descriptions are the
+// doc comments of the types and fields, read from their source.
 func generateSchema() ([]byte, error) {
-	g := &schemaGen{defs: map[string]any{}, owner: map[string]reflect.Type{}}
+	g := &schemaGen{defs: map[string]any{}, owner: map[string]reflect.Type{}, docs: map[string]string{}}
 	root, err := g.of(reflect.TypeFor[Report]())
 	if err != nil {
 		return nil, err
@@ -42,6 +47,83 @@ func generateSchema() ([]byte, error) {
 type schemaGen struct {
 	defs  map[string]any
 	owner map[string]reflect.Type // which type a $defs name stands for
+	// docs are doc comments by "pkgpath.Type" and "pkgpath.Type.Field".
+	docs   map[string]string
+	parsed map[string]bool // package paths whose source was read
+}
+
+// modulePath is the module the model's packages are in; the test runs in
+// coredump/report, two levels below the module's root.
+const modulePath = "github.com/coreexplain/coreexplain"
+
+// doc is the doc comment of a type (field == "") or of its field, as one
+// line.
+func (g *schemaGen) doc(t reflect.Type, field string) (string, error) {
+	pkg := t.PkgPath()
+	if !g.parsed[pkg] {
+		if g.parsed == nil {
+			g.parsed = map[string]bool{}
+		}
+		g.parsed[pkg] = true
+		if err := g.readDocs(pkg); err != nil {
+			return "", err
+		}
+	}
+	key := pkg + "." + t.Name()
+	if field != "" {
+		key += "." + field
+	}
+	return g.docs[key], nil
+}
+
+func (g *schemaGen) readDocs(pkg string) error {
+	rel, ok := strings.CutPrefix(pkg, modulePath)
+	if !ok {
+		return nil
+	}
+	dir := filepath.Join("..", "..", filepath.FromSlash(strings.TrimPrefix(rel, "/")))
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return err
+	}
+	fset := token.NewFileSet()
+	oneLine := func(cgs ...*ast.CommentGroup) string {
+		for _, cg := range cgs {
+			if t := strings.Join(strings.Fields(cg.Text()), " "); t != "" {
+				return t
+			}
+		}
+		return ""
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, sp := range gd.Specs {
+				ts := sp.(*ast.TypeSpec)
+				g.docs[pkg+"."+ts.Name.Name] = oneLine(ts.Doc, gd.Doc)
+				st, ok := ts.Type.(*ast.StructType)
+				if !ok {
+					continue
+				}
+				for _, fl := range st.Fields.List {
+					for _, n := range fl.Names {
+						g.docs[pkg+"."+ts.Name.Name+"."+n.Name] = oneLine(fl.Doc, fl.Comment)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 var textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
@@ -157,16 +239,40 @@ func (g *schemaGen) object(t reflect.Type) (map[string]any, error) {
 		if t == reflect.TypeFor[Report]() && f.Name == "Schema" {
 			s = map[string]any{"const": Schema}
 		}
+		d, err := g.doc(t, f.Name)
+		if err != nil {
+			return nil, err
+		}
+		if d != "" {
+			// A $ref's own schema is shared; the field's words go beside it.
+			s = withDescription(s, d)
+		}
 		props[jname] = s
 		if !omitempty {
 			required = append(required, jname)
 		}
 	}
-	g.defs[name] = map[string]any{
+	def := map[string]any{
 		"type":                 "object",
 		"properties":           props,
 		"required":             required,
 		"additionalProperties": false,
 	}
+	d, err := g.doc(t, "")
+	if err != nil {
+		return nil, err
+	}
+	if d != "" {
+		def["description"] = d
+	}
+	g.defs[name] = def
 	return ref, nil
+}
+
+func withDescription(s map[string]any, d string) map[string]any {
+	out := map[string]any{"description": d}
+	for k, v := range s {
+		out[k] = v
+	}
+	return out
 }
