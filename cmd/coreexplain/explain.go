@@ -119,7 +119,7 @@ func (r *reportFlags) write(e *env, rep *report.Report) int {
 	case r.md:
 		report.WriteMarkdown(e.stdout, rep)
 	default:
-		report.WriteText(e.stdout, rep, report.TextOptions{Color: useColor(r.color, e.stdout), All: r.all})
+		report.WriteText(e.stdout, rep, report.TextOptions{Color: useColor(r.color, e.stdout), All: r.all, Width: textWidth(e.stdout)})
 	}
 	return exitOK
 }

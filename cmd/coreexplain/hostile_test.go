@@ -320,7 +320,7 @@ func TestStrippedReportsCLI(t *testing.T) {
 			s.signal, s.code = sig.Name, sig.Code
 		}
 		if len(rep.Findings) > 0 {
-			s.class = rep.Findings[0].Class
+			s.class = rep.Findings[0].Class.String()
 			if l := rep.Findings[0].Location; l != nil {
 				s.function = l.Function
 			}

@@ -87,10 +87,6 @@ func Run(f *Facts) []Finding {
 	return out
 }
 
-// hangClasses are the findings that explain why a process was stuck rather
-// than why it died: a dump on request has one of each kind of cause.
-var hangClasses = map[string]bool{"lock-contention": true, "stuck-in-c": true, "goroutine-leak": true}
-
 // oneCause leaves the cause mark on the first cause of death and the first
 // cause of a hang only. Several rules see one event at their own level (a
 // nil dereference the runtime turned into a panic, a dangling slice whose
@@ -104,7 +100,7 @@ func oneCause(sorted []Finding) {
 			continue
 		}
 		seen := &death
-		if hangClasses[fd.Class] {
+		if fd.Class.Hang() {
 			seen = &hang
 		}
 		if *seen {

@@ -4,11 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coreexplain/coreexplain/coredump/diagnose"
 	"github.com/coreexplain/coreexplain/fixtures"
 )
-
-// hangClasses explain a stuck process, not a death (as in engine.go).
-var hangClasses = map[string]bool{"lock-contention": true, "stuck-in-c": true, "goroutine-leak": true}
 
 // TestOneCausePerCrash runs every rule on every crash fixture: the finding
 // the fixture expects comes first (a leak fixture shows a leak but dies of
@@ -32,7 +30,7 @@ func TestOneCausePerCrash(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fds, _ := findings(t, crashOf(t, name, fixtures.Default))
 			// A leak is what a fixture shows, not what killed it.
-			if len(fds) == 0 || (fds[0].Class != class && !hangClasses[class]) || !fds[0].Cause || findingOf(fds, class) == nil {
+			if len(fds) == 0 || (string(fds[0].Class) != class && !diagnose.Class(class).Hang()) || !fds[0].Cause || findingOf(fds, class) == nil {
 				for _, fd := range fds {
 					t.Logf("%s (cause %v): %s", fd.Class, fd.Cause, fd.Summary)
 				}
@@ -42,7 +40,7 @@ func TestOneCausePerCrash(t *testing.T) {
 			for _, fd := range fds {
 				switch {
 				case !fd.Cause:
-				case hangClasses[fd.Class]:
+				case fd.Class.Hang():
 					hang++
 				default:
 					death++

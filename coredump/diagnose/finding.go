@@ -73,8 +73,8 @@ type Location struct {
 // Finding is a claim with proof.
 type Finding struct {
 	// Class is a stable machine name: "nil-deref", "go-panic",
-	// "errno-slot-mismatch", ... (shared/reference/crash-classes.md).
-	Class string `json:"class"`
+	// "errno-slot-mismatch", ... (one of Classes()).
+	Class Class `json:"class"`
 	// Summary is one sentence a tired on-call engineer understands.
 	Summary    string     `json:"summary"`
 	Confidence Confidence `json:"confidence"`

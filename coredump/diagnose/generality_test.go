@@ -108,7 +108,7 @@ func TestUnseenPrograms(t *testing.T) {
 				t.Fatal(err)
 			}
 			fds, facts := findings(t, c)
-			if len(fds) == 0 || fds[0].Class != u.class {
+			if len(fds) == 0 || string(fds[0].Class) != u.class {
 				for _, fd := range fds {
 					t.Logf("%s: %s", fd.Class, fd.Summary)
 				}

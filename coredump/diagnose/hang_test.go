@@ -17,7 +17,7 @@ import (
 func findings(fs []Finding, class string) []Finding {
 	var out []Finding
 	for _, f := range fs {
-		if f.Class == class {
+		if string(f.Class) == class {
 			out = append(out, f)
 		}
 	}

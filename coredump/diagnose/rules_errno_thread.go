@@ -165,7 +165,7 @@ func ruleErrnoWrongThread(f *Facts) []Finding {
 	if len(others) == 0 {
 		return nil
 	}
-	fd := Finding{Class: "errno-wrong-thread", Confidence: Medium, Cause: true, Rank: -5,
+	fd := Finding{Class: ErrnoWrongThread, Confidence: Medium, Cause: true, Rank: -5,
 		Why:      "a core keeps no record of which thread each cgo call ran on: this rests on the program's own complaint about errno, its separate cgo calls, and the errno values other threads still hold",
 		Location: &Location{TID: cur.TID, Goroutine: g.ID, Function: pan.Frame.Func, File: pan.Frame.File, Line: pan.Frame.Line}}
 	fd.Summary = fmt.Sprintf("goroutine %d reads errno in a cgo call separate from the one that set it (%s) without being locked to its thread: the read ran on thread %d, while thread %d still holds %s — use the two-result form r, err := C.f(), or runtime.LockOSThread around the calls",

@@ -202,7 +202,7 @@ func (c *faultCtx) unmapped() *Finding {
 		v, _ := memory.RegValue(ft.Regs, reg)
 		s += fmt.Sprintf(" (%s = %#x)", reg, v)
 	}
-	fd := &Finding{Class: "unmapped-access", Summary: s, Confidence: High, Key: keyOf(r.Kind.String(), acc)}
+	fd := &Finding{Class: UnmappedAccess, Summary: s, Confidence: High, Key: keyOf(r.Kind.String(), acc)}
 	fd.Evidence = append(fd.Evidence, regionEvidence("fault address", r))
 	fd.Evidence = append(fd.Evidence, ev...)
 	if c.accSrc != "" {
@@ -228,7 +228,7 @@ func (c *faultCtx) writeReadonly() *Finding {
 	} else if r.Image != nil && r.Image.Section != "" {
 		s += " (" + r.Image.Section + ")"
 	}
-	fd := &Finding{Class: "write-to-readonly", Summary: s, Confidence: High, Key: keyOf(sectionOf(r))}
+	fd := &Finding{Class: WriteToReadonly, Summary: s, Confidence: High, Key: keyOf(sectionOf(r))}
 	fd.Evidence = append(fd.Evidence, Evidence{What: "the address is in " + where, Addr: AddrPtr(ft.Addr),
 		Value: r.Mapping.Perm, Source: "mappings and section headers"})
 	if lit != "" {
@@ -261,9 +261,9 @@ func printable(s string) bool {
 func (c *faultCtx) badPC() *Finding {
 	ft := c.ft
 	pcR := c.f.Memory().Classify(ft.PC)
-	class := "exec-non-executable"
+	class := ExecNonExecutable
 	if pcR.Mapping == nil {
-		class = "unmapped-access"
+		class = UnmappedAccess
 	}
 	s := fmt.Sprintf("Jumped to %#x, which is not code: %s", ft.PC, pcR.Summary)
 	fd := &Finding{Class: class, Confidence: High, Key: keyOf("execute", pcR.Kind.String())}
@@ -356,7 +356,7 @@ func (c *faultCtx) stackOverflow() *Finding {
 	if !guard && !near {
 		return nil
 	}
-	fd := &Finding{Class: "stack-overflow", Confidence: High}
+	fd := &Finding{Class: StackOverflow, Confidence: High}
 	owner := "the thread"
 	if r.Stack != nil {
 		owner = r.Stack.Owner()
@@ -474,10 +474,10 @@ func (c *faultCtx) generalProtection() *Finding {
 		}
 		target, how = ea, fmt.Sprintf("operand %s", in.Mem)
 		if in.AlignRequired > 0 && ea%uint64(in.AlignRequired) != 0 && canonical(ea) {
-			fd.Class = "misaligned"
+			fd.Class = Misaligned
 			fd.Summary = fmt.Sprintf("Misaligned %d-byte vector access at %#x in %s: %s needs %d-byte alignment (often a stack misaligned by C code or a bad cast)",
 				in.Mem.Size, ea, c.fn(ft.PC), in.Op, in.AlignRequired)
-			fd.Key = keyOf(in.Op, "misaligned")
+			fd.Key = keyOf(in.Op, Misaligned.String())
 			fd.Evidence = append(fd.Evidence, Evidence{What: fmt.Sprintf("%s computes %#x, which is %d bytes past a %d-byte boundary",
 				in.Mem, ea, ea%uint64(in.AlignRequired), in.AlignRequired), Addr: AddrPtr(ea), Source: ft.Source})
 			return fd
@@ -494,7 +494,7 @@ func (c *faultCtx) generalProtection() *Finding {
 		}
 	}
 	if how != "" && !canonical(target) {
-		fd.Class = "non-canonical-address"
+		fd.Class = NonCanonicalAddress
 		fd.Summary = fmt.Sprintf("Use of non-canonical address %#x in %s (from %s): the kernel reports such faults as SIGSEGV with address 0; the pointer is corrupt",
 			target, c.fn(ft.PC), how)
 		fd.Key = keyOf(in.Op, "non-canonical")
@@ -518,15 +518,15 @@ func (c *faultCtx) bus() *Finding {
 	ft, r := c.ft, c.region
 	switch ft.Code {
 	case coredump.BUS_ADRALN:
-		return &Finding{Class: "misaligned", Confidence: High, Key: "bus-adraln",
+		return &Finding{Class: Misaligned, Confidence: High, Key: "bus-adraln",
 			Summary:  fmt.Sprintf("Misaligned access at %#x in %s (SIGBUS BUS_ADRALN)", ft.Addr, c.fn(ft.PC)),
 			Evidence: []Evidence{regionEvidence("fault address", r)}}
 	case coredump.BUS_MCEERR_AR, coredump.BUS_MCEERR_AO:
-		return &Finding{Class: "bus-error-mmap", Confidence: High, Key: "hardware-memory-error",
+		return &Finding{Class: BusErrorMmap, Confidence: High, Key: "hardware-memory-error",
 			Summary:  fmt.Sprintf("Hardware memory error (machine check) at %#x: the page is poisoned; not a software bug", ft.Addr),
 			Evidence: []Evidence{regionEvidence("fault address", r)}}
 	}
-	fd := &Finding{Class: "bus-error-mmap", Confidence: High}
+	fd := &Finding{Class: BusErrorMmap, Confidence: High}
 	fd.Evidence = append(fd.Evidence, regionEvidence("fault address", r))
 	if r.Mapping == nil || r.Mapping.File == "" {
 		fd.Summary = fmt.Sprintf("Bus error at %#x in %s (%s)", ft.Addr, c.fn(ft.PC), ft.CodeName())
@@ -553,7 +553,7 @@ func (c *faultCtx) bus() *Finding {
 
 func (c *faultCtx) ill() *Finding {
 	ft, in := c.ft, c.in
-	fd := &Finding{Class: "illegal-instruction", Confidence: High}
+	fd := &Finding{Class: IllegalInstruction, Confidence: High}
 	switch {
 	case in == nil:
 		fd.Summary = fmt.Sprintf("Illegal instruction at %#x (%s): the code bytes cannot be read", ft.PC, ft.CodeName())
@@ -582,7 +582,7 @@ func (c *faultCtx) fpe() *Finding {
 	if ft.Code != coredump.FPE_INTDIV && !(in != nil && in.Divide) {
 		return nil
 	}
-	fd := &Finding{Class: "c-divide-error", Confidence: High, Key: keyOf("divide", c.fn(ft.PC))}
+	fd := &Finding{Class: CDivideError, Confidence: High, Key: keyOf("divide", c.fn(ft.PC))}
 	fd.Summary = fmt.Sprintf("Integer division by zero in C code %s", c.fn(ft.PC))
 	if ft.Code == coredump.FPE_INTOVF || (in != nil && in.Divide && c.divisor() != nil && *c.divisor() != 0) {
 		fd.Summary = fmt.Sprintf("Integer division overflow in C code %s (e.g. INT_MIN / -1)", c.fn(ft.PC))
@@ -661,7 +661,7 @@ func goStackOverflow(f *Facts) []Finding {
 		return nil
 	}
 	size := uint64(big.Hi - big.Lo)
-	fd := Finding{Class: "stack-overflow", Cause: true, Confidence: High,
+	fd := Finding{Class: StackOverflow, Cause: true, Confidence: High,
 		Location: &Location{Goroutine: big.Goroutine}}
 	fd.Evidence = append(fd.Evidence,
 		Evidence{What: fmt.Sprintf("goroutine %d's stack is %d bytes (%s-%s); growing it to %d bytes would pass runtime.maxstacksize = %d",

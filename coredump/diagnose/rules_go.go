@@ -65,7 +65,7 @@ func goPanic(f *Facts) []Finding {
 	if c.Start < len(c.Frames) {
 		fr = &c.Frames[c.Start]
 	}
-	fd := Finding{Class: "go-panic", Cause: true, Confidence: High, Key: panicKey(p), Location: goLocation(c, fr)}
+	fd := Finding{Class: GoPanic, Cause: true, Confidence: High, Key: panicKey(p), Location: goLocation(c, fr)}
 	where := ""
 	if fr != nil && fr.Func != "" {
 		where = " in " + fr.Func
@@ -128,7 +128,7 @@ func goFatal(f *Facts) []Finding {
 		return nil
 	}
 	r, _ := f.Go()
-	fd := Finding{Class: "go-fatal", Cause: true, Confidence: High, Key: reDigits.ReplaceAllString(c.Fatal, "N"),
+	fd := Finding{Class: GoFatal, Cause: true, Confidence: High, Key: reDigits.ReplaceAllString(c.Fatal, "N"),
 		Location: goLocation(c, c.FatalFrame)}
 	fd.Summary = "fatal error: " + c.Fatal
 	if fr := c.FatalFrame; fr != nil {
@@ -435,7 +435,7 @@ func externalSignal(f *Facts) []Finding {
 	} else {
 		return nil
 	}
-	fd := Finding{Class: "external-signal", Cause: true, Confidence: High, Key: signo.String(),
+	fd := Finding{Class: ExternalSignal, Cause: true, Confidence: High, Key: signo.String(),
 		Summary: fmt.Sprintf("%s sent by process %d (uid %d): a dump requested from outside, not a crash", signo, pid, uid)}
 	if pid == 1 {
 		fd.Summary += " (pid 1 is init/systemd: a watchdog)"

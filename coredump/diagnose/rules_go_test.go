@@ -29,7 +29,7 @@ func crashOf(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash {
 
 func findingOf(fds []diagnose.Finding, class string) *diagnose.Finding {
 	for i := range fds {
-		if fds[i].Class == class {
+		if string(fds[i].Class) == class {
 			return &fds[i]
 		}
 	}
@@ -64,7 +64,7 @@ func TestGoRulesOnFixtures(t *testing.T) {
 					}
 					t.Fatalf("no %s finding; notes %q", class, facts.Notes())
 				}
-				if !fd.Cause || fds[0].Class != class {
+				if !fd.Cause || string(fds[0].Class) != class {
 					t.Errorf("%s is not the cause (first finding %s)", class, fds[0].Class)
 				}
 				if len(fd.Evidence) == 0 || fd.Key == "" {

@@ -187,7 +187,7 @@ var modeWords = map[string]string{"Lock": "to lock", "RLock": "to read-lock", "W
 
 // contention builds the lock-contention finding for one object.
 func (h *HangFacts) contention(o *WaitObject) Finding {
-	fd := Finding{Class: "lock-contention", Confidence: High}
+	fd := Finding{Class: LockContention, Confidence: High}
 	funcs := o.WaitingFuncs()
 	n := len(o.Waiters)
 	who := describeFuncs(funcs)
@@ -591,7 +591,7 @@ func goroutineLeak(f *Facts) []Finding {
 			}
 		}
 		share := 100 * float64(n) / float64(max(user, 1))
-		fd := Finding{Class: "goroutine-leak", Confidence: Low, Location: loc, Rank: rankLeak,
+		fd := Finding{Class: GoroutineLeak, Confidence: Low, Location: loc, Rank: rankLeak,
 			Summary: fmt.Sprintf("%s (%.0f%% of the program's goroutines) are blocked identically (%s) in %s: a goroutine leak?", plural(n, "goroutine"), share, b.WaitReason, fn),
 			Why:     "a single snapshot cannot tell a leak from a large idle pool; compare with a later snapshot",
 			Key:     fmt.Sprintf("%s in %s", b.WaitReason, fn)}
@@ -637,7 +637,7 @@ func stuckInC(f *Facts) []Finding {
 			continue
 		}
 		fn := innermostUser(t)
-		fd := Finding{Class: "stuck-in-c", Confidence: Medium, Rank: rankStuckInC,
+		fd := Finding{Class: StuckInC, Confidence: Medium, Rank: rankStuckInC,
 			Why: "one snapshot shows where the thread is, not for how long; attach again to see whether it moved"}
 		fd.Summary = fmt.Sprintf("thread %d is in C function %s", t.TID, fn)
 		chain := cChain(t)
@@ -670,7 +670,7 @@ func stuckInC(f *Facts) []Finding {
 				}
 				if strong, _ := h.Holders(o); strong.Count == 1 && strong.First[0].G == g {
 					fd.Summary += fmt.Sprintf(", holding %s that %s wait for", o.Label(), plural(len(o.Waiters), "goroutine"))
-					fd.Evidence = append(fd.Evidence, Ev(fmt.Sprintf("goroutine %d holds %s", g.ID, o.Label()), o.Addr, "lock-contention"))
+					fd.Evidence = append(fd.Evidence, Ev(fmt.Sprintf("goroutine %d holds %s", g.ID, o.Label()), o.Addr, LockContention.String()))
 					fd.Confidence = High
 					fd.Why = ""
 				}

@@ -39,7 +39,7 @@ func ruleLibcMix(f *Facts) []Finding {
 		return nil
 	}
 	var names []string
-	fd := Finding{Class: "libc-mix", Confidence: High, Rank: 20}
+	fd := Finding{Class: LibcMix, Confidence: High, Rank: 20}
 	for _, l := range rt.Libs {
 		names = append(names, l.String())
 		fd.Evidence = append(fd.Evidence, Evidence{
@@ -102,7 +102,7 @@ func ruleErrnoSlotMismatch(f *Facts) []Finding {
 		return nil
 	}
 	th := crashThread(rt)
-	fd := Finding{Class: "errno-slot-mismatch", Confidence: High, Rank: 10}
+	fd := Finding{Class: ErrnoSlotMismatch, Confidence: High, Rank: 10}
 	for _, off := range offs {
 		for _, e := range byOff[off] {
 			vis := "exported"
@@ -276,7 +276,7 @@ func ruleCAbort(f *Facts) []Finding {
 	}
 	// An abort or a failed check of the C library states the cause; it
 	// ranks above what the fault address alone says.
-	fd := Finding{Class: "c-abort", Confidence: High, Cause: true, Rank: -10}
+	fd := Finding{Class: CAbort, Confidence: High, Cause: true, Rank: -10}
 	cframes := flt.CFrames()
 	var where string
 	fd.Location, where = userLocation(rt, flt, cframes, " in %s")
@@ -394,7 +394,7 @@ func ruleCHeapCorruption(f *Facts) []Finding {
 	if !heapMsg && !faultInMalloc {
 		return nil
 	}
-	fd := Finding{Class: "c-heap-corruption", Confidence: High, Cause: true, Rank: -10}
+	fd := Finding{Class: CHeapCorruption, Confidence: High, Cause: true, Rank: -10}
 	var where string
 	fd.Location, where = userLocation(rt, flt, cframes, " (called from %s)")
 	refs := rt.ChunksInRegisters(cframes)

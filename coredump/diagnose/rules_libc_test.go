@@ -52,7 +52,7 @@ func diagnoseCrash(t *testing.T, c *fixtures.Crash) (*coredump.Process, []diagno
 
 func findClass(fs []diagnose.Finding, class string) *diagnose.Finding {
 	for i := range fs {
-		if fs[i].Class == class {
+		if string(fs[i].Class) == class {
 			return &fs[i]
 		}
 	}
@@ -127,7 +127,7 @@ func TestCAbort(t *testing.T) {
 			if f.Location == nil || f.Location.Function != want {
 				t.Errorf("location %+v, want %s", f.Location, want)
 			}
-			if len(fs) == 0 || fs[0].Class != tc.class {
+			if len(fs) == 0 || string(fs[0].Class) != tc.class {
 				t.Errorf("first finding %s, want %s", fs[0].Class, tc.class)
 			}
 			if tc.class == "c-heap-corruption" && !tc.v.Musl() {

@@ -21,7 +21,7 @@ func nilDeref(f *Facts) []Finding {
 		return nil
 	}
 	in := f.faultInsn(ft)
-	fd := Finding{Class: "nil-deref", Cause: true, Confidence: High, Location: f.faultLocation(ft)}
+	fd := Finding{Class: NilDeref, Cause: true, Confidence: High, Location: f.faultLocation(ft)}
 	fd.Evidence = append(fd.Evidence, Evidence{
 		What:   fmt.Sprintf("%s (%s) at address %#x, pc %#x in Go code", ft.Signal, ft.CodeName(), ft.Addr, ft.PC),
 		Addr:   AddrPtr(ft.Addr),
@@ -282,7 +282,7 @@ func headerAddr(sl *memory.Slice) *coredump.Addr {
 }
 
 func sliceFinding(f *Facts, sl *memory.Slice, where string, fr memory.Frame, ft *memory.Fault, covers bool) *Finding {
-	fd := &Finding{Class: "dangling-slice", Confidence: High, Rank: -10,
+	fd := &Finding{Class: DanglingSlice, Confidence: High, Rank: -10,
 		Location: &Location{Function: fr.Function, File: fr.File, Line: fr.Line, PC: AddrPtr(fr.PC)}}
 	if ft != nil {
 		fd.Location.Goroutine, fd.Location.TID = ft.Goroutine, ft.TID
@@ -354,7 +354,7 @@ func cRetainsGoPointer(f *Facts) []Finding {
 	ft := f.Fault()
 	var out []Finding
 	for _, gp := range ptrs {
-		fd := Finding{Class: "c-retains-go-pointer", Confidence: High, Rank: 5}
+		fd := Finding{Class: CRetainsGoPointer, Confidence: High, Rank: 5}
 		t := gp.Target
 		fd.Evidence = append(fd.Evidence,
 			Evidence{What: fmt.Sprintf("%s %s at %s holds %s", gp.HolderKind, gp.HolderName, gp.Holder, gp.Value),

@@ -97,7 +97,7 @@ func TestMemoryFixtures(t *testing.T) {
 					t.Fatal(err)
 				}
 				fds, facts := findings(t, c)
-				if len(fds) == 0 || fds[0].Class != class || !fds[0].Cause {
+				if len(fds) == 0 || string(fds[0].Class) != class || !fds[0].Cause {
 					for _, fd := range fds {
 						t.Logf("%s (cause %v): %s", fd.Class, fd.Cause, fd.Summary)
 					}

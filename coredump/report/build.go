@@ -24,7 +24,9 @@ func Build(p *coredump.Process, opts Options) *Report {
 	r.Threads = buildThreads(p)
 	buildGo(p, r, opts, facts)
 	buildLibc(p, r)
-	r.Findings = diagnose.Run(facts)
+	// A process without findings (a live one that runs fine) has an empty
+	// list, never null: the schema says findings is an array.
+	r.Findings = append(r.Findings, diagnose.Run(facts)...)
 	r.Signature = Signature(r)
 	r.Notes = append(append([]string(nil), p.Warnings...), facts.Notes()...)
 	if t := r.Input.Truncated; t != nil {

@@ -21,7 +21,7 @@ func Signature(r *Report) string {
 	class, key, fn := "unknown", "", ""
 	for _, f := range r.Findings {
 		if f.Cause {
-			class, key = f.Class, f.Key
+			class, key = f.Class.String(), f.Key
 			if f.Location != nil {
 				fn = f.Location.Function
 			}

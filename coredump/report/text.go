@@ -1,15 +1,21 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // TextOptions control the text rendering.
 type TextOptions struct {
 	Color bool
 	All   bool // every bucket and frame, not the first few
+	// Width is how many columns a line may take: the terminal's width
+	// when the report goes to one. 0 means textWidth; less than
+	// minTextWidth means minTextWidth, which the threads table needs.
+	Width int
 }
 
 // style wraps text in ANSI colours when enabled.
@@ -28,13 +34,23 @@ func (s style) dim(t string) string    { return s.wrap("2", t) }
 func (s style) cyan(t string) string   { return s.wrap("36", t) }
 func (s style) yellow(t string) string { return s.wrap("33", t) }
 
-// textWidth is the width the text report is laid out for.
+// textWidth is the width the text report is laid out for when the
+// terminal's is not known.
 const textWidth = 80
 
-// WriteText renders the report for a terminal, readable in 80 columns.
+// minTextWidth is the narrowest layout: the threads table's columns before
+// the function take 49.
+const minTextWidth = 60
+
+// WriteText renders the report for a terminal, wrapping lines at
+// o.Width columns; only a word longer than a line (a long function name
+// or path) passes it.
 func WriteText(w io.Writer, r *Report, o TextOptions) {
 	s := style{o.Color}
-	tw := &textWriter{w: w}
+	tw := &textWriter{w: w, width: textWidth}
+	if o.Width != 0 {
+		tw.width = max(o.Width, minTextWidth)
+	}
 	tw.header(r, s)
 	tw.findings(r, s)
 	tw.crash(r, s, o)
@@ -43,12 +59,23 @@ func WriteText(w io.Writer, r *Report, o TextOptions) {
 	tw.notes(r, s)
 }
 
-type textWriter struct{ w io.Writer }
+type textWriter struct {
+	w     io.Writer
+	width int
+}
 
 func (t *textWriter) printf(format string, args ...any) { fmt.Fprintf(t.w, format, args...) }
 
+// line writes first and then text as one line when it fits the width,
+// else text's words wrapped after first, continuation lines starting with
+// indent; each line of a text of several lines starts a new line.
+func (t *textWriter) line(first, text, indent string) {
+	t.printf("%s\n", wrapAt(first, text, indent, t.width))
+}
+
 func (t *textWriter) section(s style, title string) {
-	t.printf("\n%s\n", s.bold(title))
+	t.printf("\n")
+	t.line("", s.bold(title), "  ")
 }
 
 func (t *textWriter) header(r *Report, s style) {
@@ -57,20 +84,19 @@ func (t *textWriter) header(r *Report, s style) {
 	if len(p.Args) > 0 {
 		what = strings.Join(p.Args, " ")
 	}
-	t.printf("%s %s", s.bold("process"), what)
-	t.printf(" (pid %d, %s", p.PID, p.Arch)
+	line := fmt.Sprintf("%s (pid %d, %s", what, p.PID, p.Arch)
 	if p.GoVersion != "" {
-		t.printf(", %s", p.GoVersion)
+		line += ", " + p.GoVersion
 	}
 	if p.Libc != nil && p.Libc.Flavor != "none" {
-		t.printf(", %s %s", p.Libc.Flavor, p.Libc.Linkage)
+		line += fmt.Sprintf(", %s %s", p.Libc.Flavor, p.Libc.Linkage)
 	}
-	t.printf(")\n")
+	t.line(s.bold("process")+" ", line+")", "        ")
 	if in := r.Input; in.LivePID != 0 {
-		t.printf("%s %s\n", s.bold("live   "), fmt.Sprintf("stopped for %.1f ms to take this snapshot, then detached; it runs on", in.FrozenMillis))
+		t.line(s.bold("live   ")+" ", fmt.Sprintf("stopped for %.1f ms to take this snapshot, then detached; it runs on", in.FrozenMillis), "        ")
 	}
 	if l := coredumpLine(r.Input); l != "" {
-		t.printf("%s %s\n", s.bold("stored "), wrapText(l, textWidth-8, "        "))
+		t.line(s.bold("stored ")+" ", l, "        ")
 	}
 	if sig := r.Signal; sig != nil {
 		line := fmt.Sprintf("%s %s", sig.Name, sig.Code)
@@ -86,12 +112,12 @@ func (t *textWriter) header(r *Report, s style) {
 		if sig.SenderPID != 0 {
 			line += fmt.Sprintf(", sent by pid %d", sig.SenderPID)
 		}
-		t.printf("%s %s\n", s.bold("signal "), s.red(line))
+		t.line(s.bold("signal ")+" ", s.red(line), "        ")
 		src := "from " + sig.Source
 		if sig.Reraised != nil {
 			src += fmt.Sprintf("; the core records %s %s: the Go runtime re-raised to dump core", sig.Reraised.Name, sig.Reraised.Code)
 		}
-		t.printf("        %s\n", s.dim(wrapText(src, textWidth-8, "        ")))
+		t.line("        ", s.dim(src), "        ")
 	}
 	if c := r.Crash; c != nil {
 		line := fmt.Sprintf("thread %d", c.TID)
@@ -104,7 +130,7 @@ func (t *textWriter) header(r *Report, s style) {
 		if c.InCgo {
 			line += ", in C code called through cgo"
 		}
-		t.printf("%s %s\n", s.bold("crashed"), line)
+		t.line(s.bold("crashed")+" ", line, "        ")
 	}
 }
 
@@ -114,22 +140,22 @@ func (t *textWriter) findings(r *Report, s style) {
 	}
 	t.section(s, "findings")
 	for i, f := range r.Findings {
-		tag := f.Class
+		tag := f.Class.String()
 		if f.Cause {
 			tag = s.red(tag)
 		} else {
 			tag = s.yellow(tag)
 		}
-		t.printf("%d. [%s, %s confidence] %s\n", i+1, tag, f.Confidence, wrapText(f.Summary, textWidth-4, "   "))
+		t.line(fmt.Sprintf("%d. [%s, %s confidence] ", i+1, tag, f.Confidence), f.Summary, "   ")
 		if f.Why != "" {
-			t.printf("   %s\n", s.dim(wrapText("confidence: "+f.Why, textWidth-3, "   ")))
+			t.line("   ", s.dim("confidence: "+f.Why), "   ")
 		}
 		if l := f.Location; l != nil && l.Function != "" {
 			loc := l.Function
 			if l.File != "" {
 				loc += fmt.Sprintf(" at %s:%d", shortPath(l.File), l.Line)
 			}
-			t.printf("   at %s\n", s.cyan(loc))
+			t.line("   at ", s.cyan(loc), "      ")
 		}
 		for _, ev := range f.Evidence {
 			line := ev.What
@@ -142,7 +168,7 @@ func (t *textWriter) findings(r *Report, s style) {
 			if ev.Source != "" {
 				line += s.dim(" (" + ev.Source + ")")
 			}
-			t.printf("   - %s\n", wrapText(line, textWidth-5, "     "))
+			t.line("   - ", line, "     ")
 		}
 	}
 }
@@ -177,12 +203,12 @@ func (t *textWriter) frames(fs []Frame, s style, all bool, limit int) {
 		if f.Inlined {
 			name += " (inlined)"
 		}
-		t.printf("  %s\n", s.cyan(name))
+		t.line("  ", s.cyan(name), "    ")
 		where := f.PC.String()
 		if f.File != "" {
 			where = fmt.Sprintf("%s:%d  %s", shortPath(f.File), f.Line, s.dim(f.PC.String()))
 		}
-		t.printf("      %s\n", where)
+		t.line("      ", where, "      ")
 	}
 }
 
@@ -210,11 +236,16 @@ func (t *textWriter) threads(r *Report, s style) {
 		if th.Crashing {
 			mark = s.red("*")
 		}
-		t.printf("%s %-8d %-4s %-6s %-11s %-14s %s\n", mark, th.TID, m, g, th.State, errno, th.Function)
+		row := fmt.Sprintf("%s %-8d %-4s %-6s %-11s %-14s ", mark, th.TID, m, g, th.State, errno)
+		if visibleLen(row)+visibleLen(th.Function) > t.width {
+			// The function goes under the row rather than past the width.
+			row = strings.TrimRight(row, " ") + "\n    "
+		}
+		t.printf("%s\n", strings.TrimRight(row+th.Function, " "))
 	}
 	for _, th := range r.Threads {
 		if th.Errno != nil && th.Errno.Note != "" {
-			t.printf("  %s\n", s.dim(wrapText(fmt.Sprintf("* errno of thread %d: %s", th.TID, th.Errno.Note), textWidth-2, "    ")))
+			t.line("  ", s.dim(fmt.Sprintf("* errno of thread %d: %s", th.TID, th.Errno.Note)), "    ")
 		}
 	}
 }
@@ -247,14 +278,14 @@ func (t *textWriter) goroutines(r *Report, s style, o TextOptions) {
 		if b.Crashing {
 			head = s.red(head + " crashing")
 		}
-		t.printf("%s %s\n", head, s.dim(idList(b.IDs, 8)))
+		t.line(head+" ", s.dim(idList(b.IDs, 8)), "  ")
 		depth := 6
 		if o.All {
 			depth = 1 << 20
 		}
 		t.frames(b.Frames, s, o.All, depth)
 		if b.CreatedBy != nil {
-			t.printf("  %s %s\n", s.dim("created by"), b.CreatedBy.Function)
+			t.line("  "+s.dim("created by")+" ", b.CreatedBy.Function, "    ")
 		}
 	}
 }
@@ -265,7 +296,7 @@ func (t *textWriter) notes(r *Report, s style) {
 	}
 	t.section(s, "notes")
 	for _, n := range r.Notes {
-		t.printf("- %s\n", wrapText(n, textWidth-2, "  "))
+		t.line("- ", n, "  ")
 	}
 }
 
@@ -292,6 +323,72 @@ func shortPath(p string) string {
 		return strings.Join(parts[len(parts)-2:], "/")
 	}
 	return p
+}
+
+// wrapAt is first followed by text, as is when it fits in width columns,
+// else with text's words wrapped so no line passes width but for a word
+// longer than a line. Continuation lines start with indent; each line of
+// a text of several lines starts one. Colour escapes take no columns.
+func wrapAt(first, text, indent string, width int) string {
+	out := []byte(first)
+	col := visibleLen(first)
+	newline := func() {
+		out = append(bytes.TrimRight(out, " "), '\n')
+		out = append(out, indent...)
+		col = visibleLen(indent)
+	}
+	for i, l := range strings.Split(text, "\n") {
+		if i > 0 {
+			newline()
+		}
+		if col+visibleLen(l) <= width {
+			out = append(out, l...)
+			continue
+		}
+		lineStart := true // nothing but the prefix or indent on the line yet
+		for _, word := range strings.Fields(l) {
+			n := visibleLen(word)
+			switch {
+			case lineStart && i == 0 && !blank(first) && col+n > width:
+				// No room after a label ("process", "1. [class, ...]"):
+				// the word goes to the next line.
+				newline()
+			case lineStart:
+			case col+1+n > width:
+				newline()
+			default:
+				out = append(out, ' ')
+				col++
+			}
+			out = append(out, word...)
+			col += n
+			lineStart = false
+		}
+	}
+	return string(bytes.TrimRight(out, " "))
+}
+
+// blank reports whether s is only spaces and colour escapes.
+func blank(s string) bool {
+	return visibleLen(strings.TrimSpace(s)) == 0
+}
+
+// visibleLen is how many columns s takes on a terminal: its runes, less
+// the colour escapes (ESC [ ... m).
+func visibleLen(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[' {
+			for i < len(s) && s[i] != 'm' {
+				i++
+			}
+			continue
+		}
+		if utf8.RuneStart(s[i]) {
+			n++
+		}
+	}
+	return n
 }
 
 // wrapText wraps s at width, indenting continuation lines with indent.
