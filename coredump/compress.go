@@ -10,11 +10,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
 )
 
 // Compression is the compression of a core file as given. systemd-coredump
@@ -284,11 +284,12 @@ const minFreeBytes = 256 << 20
 var errNoRoom = errors.New("not enough room for the decompressed core")
 
 func freeBytes(dir string) (int64, bool) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, false
 	}
-	return int64(st.Bavail) * st.Bsize, true
+	// f_bsize is int64 on Linux and uint32 on darwin (statfs(2)).
+	return int64(st.Bavail) * int64(st.Bsize), true
 }
 
 type tableEnds struct {

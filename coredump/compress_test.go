@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
 )
 
 // compressFile writes src compressed as systemd-coredump would store it.
@@ -199,8 +199,8 @@ func TestCoredumpMetadata(t *testing.T) {
 		"exe": "/srv/bin/go-nil-map", "unit": "go-nil-map.service",
 	}
 	for k, v := range attrs {
-		if err := syscall.Setxattr(name, "user.coredump."+k, []byte(v), 0); err != nil {
-			if errors.Is(err, syscall.ENOTSUP) {
+		if err := unix.Setxattr(name, "user.coredump."+k, []byte(v), 0); err != nil {
+			if errors.Is(err, unix.ENOTSUP) {
 				t.Skipf("the file system of %s has no user extended attributes", dir)
 			}
 			t.Fatal(err)

@@ -11,7 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options control how a core is opened.
@@ -832,7 +833,7 @@ const (
 func newCoreMemory(f *os.File, size int64, p *Process) (*coreMemory, error) {
 	c := &coreMemory{f: f, size: size, p: p}
 	if size > 0 {
-		if data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED); err == nil {
+		if data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
 			c.data = data
 			c.touched = make([]atomic.Uint64, (size/faultWindow+64)/64)
 		}
@@ -857,8 +858,11 @@ func (c *coreMemory) touch(pos int64, n int) {
 // release drops the mapped core's pages from the resident set. The
 // mapping is read-only and backed by the file: nothing is lost, a later
 // read faults the page in again from the page cache.
+//
+// Darwin treats MADV_DONTNEED as a hint (madvise(2) there): the pages may
+// stay counted, which costs memory accounting, not correctness.
 func (c *coreMemory) release() {
-	syscall.Madvise(c.data, syscall.MADV_DONTNEED)
+	unix.Madvise(c.data, unix.MADV_DONTNEED)
 	for i := range c.touched {
 		c.touched[i].Store(0)
 	}
@@ -867,7 +871,7 @@ func (c *coreMemory) release() {
 
 func (c *coreMemory) close() error {
 	if c.data != nil {
-		syscall.Munmap(c.data)
+		unix.Munmap(c.data)
 		c.data = nil
 	}
 	return c.f.Close()
