@@ -92,6 +92,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "coreexplain %s\n", version)
 		return exitOK
 	}
+	if why := unsupported(thisOS, c.name); why != "" {
+		fmt.Fprintf(stderr, "coreexplain: %s\n", why)
+		return exitBadInput
+	}
 	return c.run(&env{stdout: stdout, stderr: stderr, fs: fs}, fs.Args())
 }
 
