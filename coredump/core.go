@@ -24,8 +24,10 @@ type Options struct {
 	// Force accepts an executable whose build ID differs from the one in the
 	// core.
 	Force bool
-	// TempDir is where a compressed core is decompressed to ("" = the
-	// system's temporary directory); the file is removed by Close.
+	// TempDir is where a compressed core is decompressed to when memory
+	// cannot hold it ("" = the system's temporary directory). The copy
+	// never has a name there: nothing is left behind however the
+	// program ends.
 	TempDir string
 }
 
@@ -82,27 +84,24 @@ func Open(corePath, exePath string, opts Options) (*Process, error) {
 	if err != nil {
 		return nil, &InputError{Path: corePath, Msg: "cannot open core", Err: err}
 	}
-	comp, tmp, warning, err := maybeDecompress(f, corePath, opts.TempDir)
+	comp, cp, warning, err := maybeDecompress(f, corePath, opts.TempDir)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	if tmp != nil {
+	if cp != nil {
 		f.Close()
-		f = tmp
+		f = cp.f
 	}
 	p, err := openCore(f, corePath, exePath, opts)
 	if err != nil {
 		f.Close()
-		if tmp != nil {
-			os.Remove(tmp.Name())
-		}
 		return nil, err
 	}
 	p.Compression = comp
-	if tmp != nil {
-		p.coreFile = tmp.Name()
-		p.OnClose(func() error { return os.Remove(tmp.Name()) })
+	if cp != nil {
+		// The copy has no name; closing it (p.Close) frees it.
+		p.coreFile = cp.path()
 		if warning != "" {
 			p.Warnings = append(p.Warnings, warning)
 		}
@@ -111,9 +110,9 @@ func Open(corePath, exePath string, opts Options) (*Process, error) {
 	return p, nil
 }
 
-// maybeDecompress decompresses a compressed core into a temporary file;
-// for a plain core it returns a nil file.
-func maybeDecompress(f *os.File, corePath, dir string) (Compression, *os.File, string, error) {
+// maybeDecompress decompresses a compressed core into a copy (see
+// coreCopy); for a plain core it returns a nil copy.
+func maybeDecompress(f *os.File, corePath, dir string) (Compression, *coreCopy, string, error) {
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
 		return Uncompressed, nil, "", nil // openCore says what is wrong
@@ -124,11 +123,11 @@ func maybeDecompress(f *os.File, corePath, dir string) (Compression, *os.File, s
 	if c == Uncompressed {
 		return c, nil, "", nil
 	}
-	tmp, warning, err := decompressCore(f, c, dir)
+	cp, warning, err := decompressCore(f, c, dir)
 	if err != nil {
 		return c, nil, "", &InputError{Path: corePath, Msg: fmt.Sprintf("cannot decompress the %s-compressed core", c), Err: err}
 	}
-	return c, tmp, warning, nil
+	return c, cp, warning, nil
 }
 
 func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, err error) {
