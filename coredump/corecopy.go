@@ -67,11 +67,12 @@ func (c *coreCopy) close() error { return c.f.Close() }
 func (c *coreCopy) Write(b []byte) (int, error) {
 	n, err := c.f.Write(b)
 	if err != nil && c.inMemory {
-		if err = c.spill(); err == nil {
-			var m int
-			m, err = c.f.Write(b[n:])
-			n += m
+		if err := c.spill(); err != nil {
+			return n, err
 		}
+		var m int
+		m, err = c.f.Write(b[n:])
+		n += m
 	}
 	if err != nil {
 		return n, &writeError{where: c.where(), err: err}
