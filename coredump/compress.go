@@ -9,12 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
 )
 
 // Compression is the compression of a core file as given. systemd-coredump
@@ -167,20 +166,20 @@ func xzFirstDictSize(b []byte) (uint64, bool) {
 	return dict, dict != 0
 }
 
-// decompressCore streams the compressed core in src into a new temporary
-// file in dir ("" = the system's) and returns it, positioned anywhere. A
-// stream that ends early or is damaged part-way keeps the bytes decoded
-// before the damage: they are a truncated core, which the caller analyses
-// as such; the returned warning says what happened. The caller removes the
-// file.
-func decompressCore(src *os.File, c Compression, dir string) (tmp *os.File, warning string, err error) {
+// decompressCore streams the compressed core in src into a new copy, in
+// memory or in an unnamed file in dir ("" = the system's temporary
+// directory), and returns it. A stream that ends early or is damaged
+// part-way keeps the bytes decoded before the damage: they are a truncated
+// core, which the caller analyses as such; the returned warning says what
+// happened. The caller closes the copy, which frees it.
+func decompressCore(src *os.File, c Compression, dir string) (cp *coreCopy, warning string, err error) {
 	defer func() {
 		// Decoders of hostile streams are third-party code: a panic in
 		// one is a damaged stream, not a crash of ours.
 		if r := recover(); r != nil {
 			warning = fmt.Sprintf("%s stream damaged (decoder failed: %v); the bytes before the damage are analysed as a truncated core", c, r)
 			err = nil
-			if tmp == nil {
+			if cp == nil {
 				err = fmt.Errorf("%s decoder failed: %v", c, r)
 			}
 		}
@@ -190,31 +189,29 @@ func decompressCore(src *os.File, c Compression, dir string) (tmp *os.File, warn
 		return nil, "", fmt.Errorf("%s stream: %w", c, err)
 	}
 	defer closeDec()
-	tmp, err = os.CreateTemp(dir, "coreexplain-core-*")
+	dst, err := newCoreCopy(dir)
 	if err != nil {
-		return nil, "", fmt.Errorf("cannot create a temporary file for the decompressed core: %w", err)
+		return nil, "", err
 	}
-	n, extra, err := copyCore(tmp, dec)
+	n, extra, err := copyCore(dst, dec)
 	if extra {
 		warning = fmt.Sprintf("the %s stream goes on past the end of the core its headers describe (%d bytes); the rest is ignored", c, n)
 	}
 	if err != nil {
-		var pe *os.PathError
-		if (errors.As(err, &pe) && pe.Path == tmp.Name()) || errors.Is(err, errNoRoom) {
-			// Writing failed (a full disk): no partial result is useful
-			// enough to hide that.
-			tmp.Close()
-			os.Remove(tmp.Name())
-			return nil, "", fmt.Errorf("decompressing into %s: %w (set TMPDIR to a roomier file system)", tmp.Name(), err)
+		var we *writeError
+		if errors.As(err, &we) || errors.Is(err, errNoRoom) {
+			// Storing failed (a full disk): no partial result is
+			// useful enough to hide that.
+			dst.close()
+			return nil, "", fmt.Errorf("decompressing: %w (set TMPDIR to a roomier file system)", err)
 		}
 		if n == 0 {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			dst.close()
 			return nil, "", fmt.Errorf("%s stream: %w", c, err)
 		}
 		warning = fmt.Sprintf("the %s stream is damaged or cut short after %d decompressed bytes (%v); what was decoded is analysed as a truncated core", c, n, err)
 	}
-	return tmp, warning, nil
+	return dst, warning, nil
 }
 
 // headChunk is how much of a decompressed stream is read before its ELF
@@ -225,9 +222,9 @@ const headChunk = 1 << 20
 // copyCore copies the decompressed core from dec to dst, no further than
 // the end of the last segment (or section header) its ELF headers describe:
 // a stream that decompresses to more (a "zip bomb", or garbage after the
-// core) cannot fill the disk. extra reports that such bytes were left
-// unread.
-func copyCore(dst *os.File, dec io.Reader) (n int64, extra bool, err error) {
+// core) cannot fill memory or the disk. extra reports that such bytes were
+// left unread.
+func copyCore(dst *coreCopy, dec io.Reader) (n int64, extra bool, err error) {
 	copyTo := func(limit int64) error {
 		if limit <= n {
 			return nil
@@ -246,11 +243,11 @@ func copyCore(dst *os.File, dec io.Reader) (n int64, extra bool, err error) {
 		return done(err)
 	}
 	limit := int64(headChunk) // not a core: openCore will say so
-	if h, ok := coreTableEnds(dst); ok {
+	if h, ok := coreTableEnds(dst.f); ok {
 		if err := copyTo(h.progEnd); err != nil {
 			return done(err)
 		}
-		if progs, err := readCoreProgs(dst, n); err == nil {
+		if progs, err := readCoreProgs(dst.f, n); err == nil {
 			for _, ph := range progs {
 				if end, ok := segmentEnd(ph); ok && end > limit {
 					limit = end
@@ -263,12 +260,17 @@ func copyCore(dst *os.File, dec io.Reader) (n int64, extra bool, err error) {
 			limit = max(limit, min(h.sectEnd, limit+headChunk))
 		}
 	}
-	// A header may claim any size: never fill the file system with it.
-	if room, ok := freeBytes(filepath.Dir(dst.Name())); ok && limit-n > room-minFreeBytes {
-		if err := copyTo(n + max(room-minFreeBytes, 0)); err != nil {
+	// A header may claim any size: never fill memory or the file system
+	// with it.
+	room, known, err := dst.fit(limit - n)
+	if err != nil {
+		return n, false, err
+	}
+	if known && limit-n > room {
+		if err := copyTo(n + max(room, 0)); err != nil {
 			return done(err)
 		}
-		return n, false, fmt.Errorf("the decompressed core would take %d bytes; %s has %d free: %w", limit, filepath.Dir(dst.Name()), room, errNoRoom)
+		return n, false, fmt.Errorf("the decompressed core would take %d bytes; %s has room for %d more beside the %d kept free: %w", limit, dst.where(), max(room, 0), minFreeBytes, errNoRoom)
 	}
 	if err := copyTo(limit); err != nil {
 		return done(err)
@@ -284,11 +286,12 @@ const minFreeBytes = 256 << 20
 var errNoRoom = errors.New("not enough room for the decompressed core")
 
 func freeBytes(dir string) (int64, bool) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, false
 	}
-	return int64(st.Bavail) * st.Bsize, true
+	// f_bsize is int64 on Linux and uint32 on darwin (statfs(2)).
+	return int64(st.Bavail) * int64(st.Bsize), true
 }
 
 type tableEnds struct {

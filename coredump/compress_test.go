@@ -8,8 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
 )
 
 // compressFile writes src compressed as systemd-coredump would store it.
@@ -74,9 +75,58 @@ func tempFilesLike(t *testing.T, dir string) []string {
 	return m
 }
 
+// entries are the names in dir.
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// openCopies are the files this process holds open that are decompressed
+// cores: memfds, and files without a name in dir (proc(5): a deleted
+// file's link ends in " (deleted)").
+func openCopies(t *testing.T, dir string) (memfds, unnamed int) {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	for _, fd := range fds {
+		l, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		switch {
+		case err != nil:
+		case strings.HasPrefix(l, "/memfd:coreexplain-core"):
+			memfds++
+		case strings.HasPrefix(l, dir+"/") && strings.HasSuffix(l, " (deleted)"):
+			unnamed++
+		}
+	}
+	return memfds, unnamed
+}
+
+// closedCopies counts the copies still open after Close, once the garbage
+// collector has run: Delve, which the report uses, opens the copy by path
+// and never closes it, and only the collector does once the Process
+// dropped it.
+func closedCopies(t *testing.T, dir string) int {
+	t.Helper()
+	var memfds, unnamed int
+	for range 20 {
+		if memfds, unnamed = openCopies(t, dir); memfds+unnamed == 0 {
+			break
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	return memfds + unnamed
+}
+
 // A compressed core, as systemd-coredump stores it, opens directly and
-// gives the same report as the plain core; the decompressed copy is gone
-// after Close.
+// gives the same report as the plain core. It is decompressed into memory
+// that Close frees; nothing ever appears in TempDir.
 func TestCompressedCores(t *testing.T) {
 	c := crash(t, "cgo-null-write")
 	plain := open(t, c.Core, c.Binary)
@@ -89,6 +139,9 @@ func TestCompressedCores(t *testing.T) {
 			dir, tmp := t.TempDir(), t.TempDir()
 			z := filepath.Join(dir, "core."+comp.String())
 			compressFile(t, c.Core, z, comp)
+			if n := closedCopies(t, tmp); n != 0 {
+				t.Fatalf("%d copies of closed cores are still open", n)
+			}
 			p, err := coredump.Open(z, c.Binary, coredump.Options{TempDir: tmp})
 			if err != nil {
 				t.Fatal(err)
@@ -96,23 +149,75 @@ func TestCompressedCores(t *testing.T) {
 			if p.Compression != comp || p.Core != z || p.CoreSize != plain.CoreSize || p.Truncation != nil {
 				t.Errorf("compression %v, core %q, size %d (plain %d), truncation %v", p.Compression, p.Core, p.CoreSize, plain.CoreSize, p.Truncation)
 			}
-			if len(tempFilesLike(t, tmp)) != 1 {
-				t.Errorf("decompressed copy not in TempDir: %v", tempFilesLike(t, tmp))
+			if left := entries(t, tmp); len(left) != 0 {
+				t.Errorf("the decompressed copy has a name in TempDir: %v", left)
+			}
+			if memfds, unnamed := openCopies(t, tmp); memfds != 1 || unnamed != 0 {
+				t.Errorf("the decompressed copy is in %d memfds and %d unnamed files in TempDir, want 1 memfd", memfds, unnamed)
 			}
 			if got := reportJSON(t, p); got != want {
 				t.Errorf("report of the %s core differs from the plain core's:\n%s", comp, firstDiff(got, want))
 			}
-			// Delve reads the decompressed copy too.
-			if _, err := p.Delve(); err != nil {
-				t.Errorf("Delve on the decompressed core: %v", err)
-			}
 			if err := p.Close(); err != nil {
 				t.Error(err)
 			}
-			if left := tempFilesLike(t, tmp); len(left) != 0 {
-				t.Errorf("Close left the decompressed copy: %v", left)
+			if memfds := closedCopies(t, tmp); memfds != 0 {
+				t.Errorf("Close left %d memfds open", memfds)
+			}
+			// Delve reads the decompressed copy too, through its own
+			// descriptor (which Delve never closes).
+			p, err = coredump.Open(z, c.Binary, coredump.Options{TempDir: tmp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if _, err := p.Delve(); err != nil {
+				t.Errorf("Delve on the decompressed core: %v", err)
 			}
 		})
+	}
+}
+
+// A decompressed core that memory cannot hold goes to a file in TempDir
+// that has no name from the start: the head decoded into memory moves
+// there, the report is the plain core's, and TempDir stays empty.
+func TestCompressedCoreSpills(t *testing.T) {
+	c := crash(t, "cgo-null-write")
+	plain := open(t, c.Core, c.Binary)
+	want := reportJSON(t, plain)
+	dir, tmp := t.TempDir(), t.TempDir()
+	z := filepath.Join(dir, "core.zst")
+	compressFile(t, c.Core, z, coredump.Zstd)
+	defer coredump.SetMemoryLimit("0")()
+	if n := closedCopies(t, tmp); n != 0 {
+		t.Fatalf("%d copies of closed cores are still open", n)
+	}
+	p, err := coredump.Open(z, c.Binary, coredump.Options{TempDir: tmp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.CoreSize != plain.CoreSize || p.Truncation != nil {
+		t.Errorf("size %d (plain %d), truncation %v", p.CoreSize, plain.CoreSize, p.Truncation)
+	}
+	if left := entries(t, tmp); len(left) != 0 {
+		t.Errorf("the decompressed copy has a name in TempDir: %v", left)
+	}
+	if memfds, unnamed := openCopies(t, tmp); memfds != 0 || unnamed != 1 {
+		t.Errorf("the decompressed copy is in %d memfds and %d unnamed files in TempDir, want 1 file", memfds, unnamed)
+	}
+	if got := reportJSON(t, p); got != want {
+		t.Errorf("report of the spilled core differs from the plain core's:\n%s", firstDiff(got, want))
+	}
+	p.Close()
+	if left := closedCopies(t, tmp); left != 0 {
+		t.Errorf("Close left %d unnamed files open", left)
+	}
+	// A TempDir that does not exist is an input error that names it.
+	gone := filepath.Join(tmp, "gone")
+	_, err = coredump.Open(z, c.Binary, coredump.Options{TempDir: gone})
+	var in *coredump.InputError
+	if !errors.As(err, &in) || !strings.Contains(err.Error(), gone) {
+		t.Errorf("decompressing into a missing directory: %v", err)
 	}
 }
 
@@ -199,8 +304,8 @@ func TestCoredumpMetadata(t *testing.T) {
 		"exe": "/srv/bin/go-nil-map", "unit": "go-nil-map.service",
 	}
 	for k, v := range attrs {
-		if err := syscall.Setxattr(name, "user.coredump."+k, []byte(v), 0); err != nil {
-			if errors.Is(err, syscall.ENOTSUP) {
+		if err := unix.Setxattr(name, "user.coredump."+k, []byte(v), 0); err != nil {
+			if errors.Is(err, unix.ENOTSUP) {
 				t.Skipf("the file system of %s has no user extended attributes", dir)
 			}
 			t.Fatal(err)

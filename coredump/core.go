@@ -11,7 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options control how a core is opened.
@@ -23,8 +24,10 @@ type Options struct {
 	// Force accepts an executable whose build ID differs from the one in the
 	// core.
 	Force bool
-	// TempDir is where a compressed core is decompressed to ("" = the
-	// system's temporary directory); the file is removed by Close.
+	// TempDir is where a compressed core is decompressed to when memory
+	// cannot hold it ("" = the system's temporary directory). The copy
+	// never has a name there: nothing is left behind however the
+	// program ends.
 	TempDir string
 }
 
@@ -81,27 +84,24 @@ func Open(corePath, exePath string, opts Options) (*Process, error) {
 	if err != nil {
 		return nil, &InputError{Path: corePath, Msg: "cannot open core", Err: err}
 	}
-	comp, tmp, warning, err := maybeDecompress(f, corePath, opts.TempDir)
+	comp, cp, warning, err := maybeDecompress(f, corePath, opts.TempDir)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	if tmp != nil {
+	if cp != nil {
 		f.Close()
-		f = tmp
+		f = cp.f
 	}
 	p, err := openCore(f, corePath, exePath, opts)
 	if err != nil {
 		f.Close()
-		if tmp != nil {
-			os.Remove(tmp.Name())
-		}
 		return nil, err
 	}
 	p.Compression = comp
-	if tmp != nil {
-		p.coreFile = tmp.Name()
-		p.OnClose(func() error { return os.Remove(tmp.Name()) })
+	if cp != nil {
+		// The copy has no name; closing it (p.Close) frees it.
+		p.coreFile = cp.path()
 		if warning != "" {
 			p.Warnings = append(p.Warnings, warning)
 		}
@@ -110,9 +110,9 @@ func Open(corePath, exePath string, opts Options) (*Process, error) {
 	return p, nil
 }
 
-// maybeDecompress decompresses a compressed core into a temporary file;
-// for a plain core it returns a nil file.
-func maybeDecompress(f *os.File, corePath, dir string) (Compression, *os.File, string, error) {
+// maybeDecompress decompresses a compressed core into a copy (see
+// coreCopy); for a plain core it returns a nil copy.
+func maybeDecompress(f *os.File, corePath, dir string) (Compression, *coreCopy, string, error) {
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
 		return Uncompressed, nil, "", nil // openCore says what is wrong
@@ -123,11 +123,11 @@ func maybeDecompress(f *os.File, corePath, dir string) (Compression, *os.File, s
 	if c == Uncompressed {
 		return c, nil, "", nil
 	}
-	tmp, warning, err := decompressCore(f, c, dir)
+	cp, warning, err := decompressCore(f, c, dir)
 	if err != nil {
 		return c, nil, "", &InputError{Path: corePath, Msg: fmt.Sprintf("cannot decompress the %s-compressed core", c), Err: err}
 	}
-	return c, tmp, warning, nil
+	return c, cp, warning, nil
 }
 
 func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, err error) {
@@ -832,7 +832,7 @@ const (
 func newCoreMemory(f *os.File, size int64, p *Process) (*coreMemory, error) {
 	c := &coreMemory{f: f, size: size, p: p}
 	if size > 0 {
-		if data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED); err == nil {
+		if data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
 			c.data = data
 			c.touched = make([]atomic.Uint64, (size/faultWindow+64)/64)
 		}
@@ -857,8 +857,11 @@ func (c *coreMemory) touch(pos int64, n int) {
 // release drops the mapped core's pages from the resident set. The
 // mapping is read-only and backed by the file: nothing is lost, a later
 // read faults the page in again from the page cache.
+//
+// Darwin treats MADV_DONTNEED as a hint (madvise(2) there): the pages may
+// stay counted, which costs memory accounting, not correctness.
 func (c *coreMemory) release() {
-	syscall.Madvise(c.data, syscall.MADV_DONTNEED)
+	unix.Madvise(c.data, unix.MADV_DONTNEED)
 	for i := range c.touched {
 		c.touched[i].Store(0)
 	}
@@ -867,7 +870,7 @@ func (c *coreMemory) release() {
 
 func (c *coreMemory) close() error {
 	if c.data != nil {
-		syscall.Munmap(c.data)
+		unix.Munmap(c.data)
 		c.data = nil
 	}
 	return c.f.Close()

@@ -7,8 +7,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // CoredumpMeta is what the program that stored the core recorded about the
@@ -167,12 +168,12 @@ func unescapeC(s string) string {
 }
 
 func listXattrs(path string) ([]string, bool) {
-	n, err := syscall.Listxattr(path, nil)
+	n, err := unix.Listxattr(path, nil)
 	if err != nil || n <= 0 {
 		return nil, false
 	}
 	buf := make([]byte, min(n, maxXattrBytes))
-	n, err = syscall.Listxattr(path, buf)
+	n, err = unix.Listxattr(path, buf)
 	if err != nil || n <= 0 {
 		return nil, false
 	}
@@ -187,12 +188,12 @@ func listXattrs(path string) ([]string, bool) {
 }
 
 func getXattr(path, name string) (string, bool) {
-	n, err := syscall.Getxattr(path, name, nil)
+	n, err := unix.Getxattr(path, name, nil)
 	if err != nil || n < 0 {
 		return "", false
 	}
 	buf := make([]byte, min(n, maxXattrBytes))
-	n, err = syscall.Getxattr(path, name, buf)
+	n, err = unix.Getxattr(path, name, buf)
 	if err != nil {
 		return "", false
 	}

@@ -9,3 +9,11 @@ var FixtureCore func(tb testing.TB, name string) string
 
 // ResidentBudget is residentBudget for the external tests.
 const ResidentBudget = residentBudget
+
+// SetMemoryLimit caps the memory a decompressed core may take ("" = what
+// the system has) until the returned function restores the cap.
+func SetMemoryLimit(limit string) (restore func()) {
+	old := memoryLimit
+	memoryLimit = limit
+	return func() { memoryLimit = old }
+}

@@ -52,8 +52,9 @@ type Process struct {
 	Truncation *Truncation
 	Sysroot    string
 	// Compression is how the core file was compressed; a compressed core
-	// is read from a decompressed temporary copy that Close removes, and
-	// CoreSize is the decompressed size.
+	// is read from a decompressed copy without a name, in memory or in
+	// Options.TempDir, that Close frees, and CoreSize is the decompressed
+	// size.
 	Compression Compression
 	// Coredump is what systemd-coredump recorded about the crash next to
 	// the core (nil when nothing was recorded).
@@ -64,7 +65,7 @@ type Process struct {
 	Warnings []string
 
 	src      memorySource
-	coreFile string // the uncompressed core read, when not Core itself
+	coreFile string // a path of the uncompressed core read, when not Core itself
 	// notesDamage says why the notes are not intact ("" when they are).
 	notesDamage string
 	closers     []func() error
@@ -103,6 +104,12 @@ func (p *Process) Close() error {
 		}
 	}
 	p.closers = nil
+	// Delve never closes the core it opened by path (its core target's
+	// Close does nothing); dropping the views lets the garbage collector
+	// close that descriptor, and free a decompressed copy in memory.
+	p.extMu.Lock()
+	p.extCache = nil
+	p.extMu.Unlock()
 	for _, im := range p.Images {
 		im.close()
 	}

@@ -151,6 +151,11 @@ func newCobra(c *command, use string, e *env, code *int) *cobra.Command {
 	fs.SortFlags = false
 	runner := c.setup(fs)
 	cc.RunE = func(cmd *cobra.Command, args []string) error {
+		if why := unsupported(thisOS, c.name); why != "" {
+			fmt.Fprintf(e.stderr, "coreexplain: %s\n", why)
+			*code = exitBadInput
+			return nil
+		}
 		ce := *e
 		ce.cmd, ce.fs = c, cmd.Flags()
 		*code = runner(&ce, args)

@@ -113,13 +113,13 @@ func checkOutput(e *env, out string) error {
 }
 
 // isTTY reports whether w is a terminal (a character device that answers
-// TCGETS, which /dev/null does not).
+// the termios request, which /dev/null does not).
 func isTTY(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
 	return err == nil
 }
 
