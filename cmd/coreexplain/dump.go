@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/spf13/pflag"
@@ -52,11 +51,13 @@ func (f *dumpFlags) run(e *env, args []string) int {
 	defer p.Close()
 	// Write next to the destination and rename, so FILE is never a
 	// partial core.
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+	// A signal while the target is stopped is whileStopped's: it detaches
+	// first, and the guard only removes the file.
+	tmp, release, err := createBeside(out, false)
 	if err != nil {
 		return fail(e, err)
 	}
-	defer os.Remove(tmp.Name())
+	defer release()
 	var st *coredump.CoreStats
 	err = whileStopped(p, func() error {
 		var err error

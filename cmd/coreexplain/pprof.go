@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -11,7 +10,6 @@ import (
 	"github.com/coreexplain/coreexplain/coredump/pprof"
 	"github.com/google/pprof/profile"
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 )
 
 type pprofFlags struct {
@@ -98,7 +96,7 @@ func checkOutput(e *env, out string) error {
 	case "":
 		return usageError{"-o FILE is required (- writes the profile to stdout)"}
 	case "-":
-		if isTTY(e.stdout) {
+		if isTerminal(e.stdout) {
 			return usageError{"-o -: stdout is a terminal; a profile is gzipped protobuf: redirect it or name a file"}
 		}
 		return nil
@@ -112,28 +110,17 @@ func checkOutput(e *env, out string) error {
 	return nil
 }
 
-// isTTY reports whether w is a terminal (a character device that answers
-// the termios request, which /dev/null does not).
-func isTTY(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
-	return err == nil
-}
-
 // writeProfile writes prof, gzipped, to out, - for stdout; a file is
 // written next to its destination and renamed, so it is never partial.
 func writeProfile(e *env, prof *profile.Profile, out string) error {
 	if out == "-" {
 		return prof.Write(e.stdout)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+	tmp, release, err := createBeside(out, true)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer release()
 	err = prof.Write(tmp)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr

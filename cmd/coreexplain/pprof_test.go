@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/coreexplain/coreexplain/fixtures"
 	"github.com/google/pprof/profile"
@@ -115,5 +117,54 @@ func TestPprofProgress(t *testing.T) {
 	out := stderrOnTerminal(t, cmd)
 	if !strings.Contains(out, "\r\x1b[Kheap spans: 0/") || !strings.HasSuffix(out, "\r\x1b[K") {
 		t.Errorf("stderr on a terminal: %q", out)
+	}
+}
+
+// TestPprofInterrupted: SIGINT or SIGTERM at any moment leaves either
+// nothing or the whole profile in the output directory, never the
+// temporary file it is written to. The 100 000-goroutine profile takes
+// long enough to write that some signals land while it is written.
+func TestPprofInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the 100 000-goroutine core takes a while to make")
+	}
+	c := fixtures.MustCrash(t, "go-many-goroutines", fixtures.Default)
+	bin := builtCommand(t)
+	var interrupted, wrote int
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		for _, ms := range []int{50, 200, 400, 500, 600, 700, 800, 1000} {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "g.pb.gz")
+			cmd := exec.Command(bin, "pprof", "-o", out, c.Core, c.Binary)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+			cmd.Process.Signal(sig)
+			cmd.Wait()
+			code := cmd.ProcessState.ExitCode()
+			// Before the output file exists the signal's default action
+			// ends the process; after, the guard removes the file and
+			// exits as a shell would report the signal.
+			st, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			killed := code == 128+int(sig) || (st.Signaled() && st.Signal() == sig)
+			ents, _ := os.ReadDir(dir)
+			switch {
+			case killed && len(ents) == 0:
+				interrupted++
+			case code == exitOK && len(ents) == 1 && ents[0].Name() == "g.pb.gz":
+				wrote++
+			default:
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				t.Errorf("%v after %d ms: exit %d (%v), left %q", sig, ms, code, cmd.ProcessState, names)
+			}
+		}
+	}
+	t.Logf("%d runs interrupted, %d finished", interrupted, wrote)
+	if interrupted == 0 {
+		t.Error("no signal interrupted a run: the test proves nothing")
 	}
 }

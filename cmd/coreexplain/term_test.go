@@ -1,45 +1,15 @@
+//go:build linux
+
 package main
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"golang.org/x/sys/unix"
 )
-
-// openPTY opens a pseudo-terminal of cols columns and returns its
-// controller and its terminal side (what a program's stdout is in a
-// terminal window).
-func openPTY(t *testing.T, cols uint16) (ctl, tty *os.File) {
-	t.Helper()
-	ctl, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	// unlockpt and ptsname, as pty(7) describes them.
-	if err := unix.IoctlSetPointerInt(int(ctl.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetUint32(int(ctl.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tty.Close() })
-	if err := unix.IoctlSetWinsize(int(tty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: cols}); err != nil {
-		t.Fatal(err)
-	}
-	return ctl, tty
-}
 
 // TestDevNullIsNotATerminal: /dev/null is a character device, which the
 // old check took for a terminal; it gets no colour and the default width.
