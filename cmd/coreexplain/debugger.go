@@ -314,11 +314,25 @@ func findDebugger(d *debugger) (string, error) {
 	if err != nil {
 		why := "not found"
 		if !errors.Is(err, exec.ErrNotFound) {
-			why = strings.TrimPrefix(err.Error(), "exec: ")
+			why = rootCause(err)
 		}
-		return "", fmt.Errorf("%s: %s; install it with `%s`", where, why, d.install)
+		return "", fmt.Errorf("%s: %s; install %s with `%s`", where, why, d.name, d.install)
 	}
 	return path, nil
+}
+
+// rootCause is the reason inside an exec or path error, without the file
+// name it repeats.
+func rootCause(err error) string {
+	var xe *exec.Error
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
+		return pe.Err.Error()
+	case errors.As(err, &xe):
+		return xe.Err.Error()
+	}
+	return err.Error()
 }
 
 // goOlderThan reports whether the Go version v ("go1.22.12") is older than
@@ -352,7 +366,7 @@ func runDebugger(e *env, path string, argv, env []string) int {
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigc)
 	if err := cmd.Start(); err != nil {
-		return fail(e, fmt.Errorf("cannot start %s: %w", path, err))
+		return fail(e, fmt.Errorf("cannot start %s: %s", path, rootCause(err)))
 	}
 	done := make(chan struct{})
 	go func() {
