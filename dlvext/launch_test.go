@@ -1,6 +1,7 @@
 package dlvext_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,4 +323,85 @@ func TestSourceByAbsolutePath(t *testing.T) {
 	checkCrashingM(t, "dlv gm", out[0], c)
 	out = gdbCore(t, c, "ce gm") // as does gdb
 	checkCrashingM(t, "gdb ce gm", out[0], c)
+}
+
+// TestLaunchSignals: Ctrl-C at the terminal signals the whole foreground
+// process group; the launcher must survive it and leave it to the
+// debugger, whose exit status it then returns. SIGTERM sent to the
+// launcher alone is passed on to the debugger.
+func TestLaunchSignals(t *testing.T) {
+	c := crash(t, "go-nil-field", fixtures.Default)
+	buildTools(t)
+	// A stand-in debugger that reports the signal it gets and exits with a
+	// status of its own for each.
+	fake := filepath.Join(t.TempDir(), "dlv")
+	script := "#!/bin/sh\ntrap 'echo got INT; exit 5' INT\ntrap 'echo got TERM; exit 6' TERM\necho ready\nwhile :; do sleep 0.05; done\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		group bool // signal the process group, as a terminal does
+		sig   syscall.Signal
+		code  int
+		said  string
+	}{
+		{"Ctrl-C", true, syscall.SIGINT, 5, "got INT"},
+		{"SIGTERM", false, syscall.SIGTERM, 6, "got TERM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(tools.coreexplain, "dlv", c.Core, c.Binary)
+			cmd.Dir = t.TempDir()
+			cmd.Env = append(os.Environ(), "DLV="+fake, "XDG_CACHE_HOME="+t.TempDir())
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			lines := make(chan string, 16)
+			go func() {
+				sc := bufio.NewScanner(out)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+			}()
+			waitLine(t, lines, "ready")
+			target := cmd.Process.Pid
+			if tc.group {
+				target = -target
+			}
+			if err := syscall.Kill(target, tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			waitLine(t, lines, tc.said)
+			err = cmd.Wait()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != tc.code {
+				t.Errorf("launcher ended with %v, want the debugger's exit status %d", err, tc.code)
+			}
+		})
+	}
+}
+
+func waitLine(t *testing.T, lines <-chan string, want string) {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("output ended before %q", want)
+			}
+			if l == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %q within a minute", want)
+		}
+	}
 }
