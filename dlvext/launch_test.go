@@ -236,6 +236,61 @@ func TestLaunchLive(t *testing.T) {
 	checkRunningNow(t, s.pid)
 }
 
+// TestLaunchLiveTerminated: SIGTERM to the launcher while dlv is attached
+// ends the session (the launcher passes it on, exits with 128+15 like a
+// shell) and the process runs on, untraced; the session's files are gone.
+func TestLaunchLiveTerminated(t *testing.T) {
+	s := startLive(t, "live-cgo-workers", fixtures.Default)
+	buildTools(t)
+	cache := t.TempDir()
+	cmd := exec.Command(tools.coreexplain, "dlv", "attach", strconv.Itoa(s.pid))
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "DLV="+tools.dlv, "XDG_CACHE_HOME="+cache, "XDG_CONFIG_HOME="+cache, "TERM=dumb")
+	stdin, err := cmd.StdinPipe() // held open: the session waits at its prompt
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// The helpers bound to the report tell its story once dlv is attached.
+	waitLine(t, lines, "coreexplain report on ")
+	if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid)); bytes.Contains(st, []byte("\nTracerPid:\t0\n")) {
+		t.Fatalf("dlv is not attached at its prompt:\n%s", st)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGTERM) {
+		t.Errorf("launcher ended with %v, want exit status 143", err)
+	}
+	checkRunningNow(t, s.pid)
+	if ents, _ := os.ReadDir(filepath.Join(cache, "coreexplain", "sessions")); len(ents) > 0 {
+		t.Errorf("the session left %s", ents[0].Name())
+	}
+}
+
 // checkRunningNow: the process is neither stopped nor traced
 // (/proc/PID/stat's state, /proc/PID/status's TracerPid).
 func checkRunningNow(t testing.TB, pid int) {
@@ -388,6 +443,7 @@ func TestLaunchSignals(t *testing.T) {
 	}
 }
 
+// waitLine waits for a line that starts with want.
 func waitLine(t *testing.T, lines <-chan string, want string) {
 	t.Helper()
 	timeout := time.After(time.Minute)
@@ -397,7 +453,7 @@ func waitLine(t *testing.T, lines <-chan string, want string) {
 			if !ok {
 				t.Fatalf("output ended before %q", want)
 			}
-			if l == want {
+			if strings.HasPrefix(l, want) {
 				return
 			}
 		case <-timeout:
