@@ -39,3 +39,21 @@ func BenchmarkGdb(b *testing.B) {
 		gdbCore(b, c, ce...)
 	})
 }
+
+// BenchmarkLaunch times whole `coreexplain dlv` and `coreexplain gdb`
+// sessions: the analysis, the session's files, the debugger's start with
+// the helpers bound to the report (which tells the crash story), and gm
+// and errno.
+func BenchmarkLaunch(b *testing.B) {
+	c := crash(b, "cgo-dangling-slice-field", fixtures.Default)
+	b.Run("dlv", func(b *testing.B) {
+		for b.Loop() {
+			launch(b, "dlv", []string{c.Core, c.Binary}, []string{"gm", "errno"})
+		}
+	})
+	b.Run("gdb", func(b *testing.B) {
+		for b.Loop() {
+			launch(b, "gdb", []string{c.Core, c.Binary, "--", "-batch"}, []string{"ce gm", "ce errno"})
+		}
+	})
+}

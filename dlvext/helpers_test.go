@@ -154,8 +154,9 @@ func dlv(t testing.TB, args []string, cmds ...string) []string {
 	buildTools(t)
 	dir := t.TempDir()
 	var init strings.Builder
-	// As the README says: from the repository root, dlvext/coreexplain.star.
-	init.WriteString("source dlvext/coreexplain.star\n")
+	// As the README says: the helpers sourced by their full path, from a
+	// directory that is not the repository.
+	init.WriteString("source " + helper(t, "coreexplain.star") + "\n")
 	for i, c := range cmds {
 		fmt.Fprintf(&init, "print \"@@@ %d\"\n%s\n", i, c)
 	}
@@ -167,7 +168,7 @@ func dlv(t testing.TB, args []string, cmds ...string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), sessionTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, tools.dlv, append(args, "--init", initFile, "--allow-non-terminal-interactive=true")...)
-	cmd.Dir = helper(t, "..")
+	cmd.Dir = dir
 	// "n" answers "Would you like to kill the process?" when leaving an
 	// attached process.
 	cmd.Stdin = strings.NewReader("n\n")

@@ -2,25 +2,33 @@ package dlvext_test
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/coreexplain/coreexplain/fixtures"
 )
 
-// TestDelveInitFile: the usage the README gives, `dlv core BIN CORE --init
-// dlvext/coreexplain.star` from the repository root. Delve reads an init
-// file as commands, line by line; the file must load the helpers that way
-// without a single error line, and the commands must then work.
+// TestDelveInitFile: the by-hand usage the README gives, `dlv core BIN CORE
+// --init FILE` where FILE holds `source /full/path/dlvext/coreexplain.star`,
+// from a directory that is not the repository. Delve reads an init file as
+// commands, line by line; loading the helpers must print no error line, and
+// the commands must then work.
 func TestDelveInitFile(t *testing.T) {
 	c := crash(t, "go-nil-field", fixtures.Default)
 	buildTools(t)
+	dir := t.TempDir()
+	init := filepath.Join(dir, "init")
+	if err := os.WriteFile(init, []byte("source "+helper(t, "coreexplain.star")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), sessionTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, tools.dlv, "core", c.Binary, c.Core,
-		"--init", "dlvext/coreexplain.star", "--allow-non-terminal-interactive=true")
-	cmd.Dir = helper(t, "..")
+		"--init", init, "--allow-non-terminal-interactive=true")
+	cmd.Dir = dir
 	cmd.Stdin = strings.NewReader("gm\nexit\n")
 	cmd.Env = append(cmd.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "TERM=dumb")
 	b, err := cmd.CombinedOutput()

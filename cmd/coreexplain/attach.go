@@ -82,31 +82,41 @@ func (f *attachFlags) run(e *env, args []string) int {
 	if err := f.out.check(); err != nil {
 		return fail(e, err)
 	}
-	p, err := f.live.open(e, pid)
+	r, err := liveReport(e, &f.live, pid, report.Options{All: f.out.all})
 	if err != nil {
-		return fail(e, err)
+		return failLive(e, err)
+	}
+	return f.out.write(e, r)
+}
+
+// liveReport builds the report on the live process pid: it stops it for
+// the snapshot only and lets it run again whatever happens.
+func liveReport(e *env, l *liveFlags, pid int, opts report.Options) (*report.Report, error) {
+	p, err := l.open(e, pid)
+	if err != nil {
+		return nil, err
 	}
 	defer p.Close()
 	// What does not change while the process runs is loaded before it
 	// is stopped, so that it stays frozen only for the snapshot.
 	if _, err := goruntime.LoadBinary(p.Exe); err != nil {
 		if errors.Is(err, goruntime.ErrNotGo) {
-			return fail(e, fmt.Errorf("PID %d (%s) is not a Go program: %s", pid, p.Command, p.Exe.Path))
+			return nil, fmt.Errorf("PID %d (%s) is not a Go program: %s", pid, p.Command, p.Exe.Path)
 		}
-		return fail(e, fmt.Errorf("PID %d: %w", pid, err))
+		return nil, fmt.Errorf("PID %d: %w", pid, err)
 	}
 	p.LoadStatic()
 	var r *report.Report
 	err = whileStopped(p, func() error {
-		r = report.Build(p, report.Options{All: f.out.all})
+		r = report.Build(p, opts)
 		return nil
 	})
 	if err != nil {
-		return failLive(e, err)
+		return nil, err
 	}
 	r.Input.FrozenMillis = p.Frozen().Seconds() * 1000
 	fmt.Fprintf(e.stderr, "coreexplain: PID %d was stopped for %.1f ms and is running again\n", pid, r.Input.FrozenMillis)
-	return f.out.write(e, r)
+	return r, nil
 }
 
 // pidArg reads the one PID argument.

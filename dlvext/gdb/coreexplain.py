@@ -1,7 +1,12 @@
 """coreexplain's helpers inside gdb (13 or later).
 
-    (gdb) source dlvext/gdb/coreexplain.py
+    $ coreexplain gdb CORE [BINARY]       (or coreexplain gdb attach PID)
+    (gdb) source /path/to/dlvext/gdb/coreexplain.py
     (gdb) ce gm | ce errno [TID] | ce explain [REPORT.json] | ce slicecheck EXPR | ce addrinfo ADDR
+
+`coreexplain gdb` analyses the core, writes this file and the report into the user's cache and
+starts gdb with both loaded (`ce explain REPORT`). By hand, source this file by its path from
+any directory: it is whole and loads no other file.
 
 On a core, what only coreexplain knows - the signal behind the Go runtime's re-raise, the
 findings, each thread's errno slot, what is at an address - comes from running coreexplain
