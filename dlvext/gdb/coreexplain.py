@@ -307,6 +307,11 @@ def where(frame):
 
 
 def table(rows):
+    # gdb prints a warning's "warning: " at once but keeps its text in the
+    # stderr buffer (e.g. "Section `.reg-xstate/N' in core file too small",
+    # when a thread's registers are first read): flushed here, it lands
+    # before the table instead of inside one of its lines.
+    gdb.flush(gdb.STDERR)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join([r[i].ljust(widths[i]) for i in range(len(r) - 1)] + [r[-1]]).rstrip())
