@@ -66,8 +66,8 @@ func launch(t testing.TB, tool string, args, cmds []string, extraEnv ...string) 
 	cmd.Stdin = strings.NewReader("n\n")
 	cmd.Env = append(os.Environ(), "DLV="+tools.dlv, "XDG_CACHE_HOME="+cache, "XDG_CONFIG_HOME="+cache, "HOME="+cache, "TERM=dumb")
 	cmd.Env = append(cmd.Env, extraEnv...)
-	var all, stderr bytes.Buffer
-	cmd.Stdout = &tee{all: &all, mu: new(sync.Mutex)}
+	var all, stdout, stderr bytes.Buffer
+	cmd.Stdout = &tee{all: &all, own: &stdout, mu: new(sync.Mutex)}
 	cmd.Stderr = &tee{all: &all, own: &stderr, mu: cmd.Stdout.(*tee).mu}
 	start := time.Now()
 	err := cmd.Run()
@@ -83,11 +83,15 @@ func launch(t testing.TB, tool string, args, cmds []string, extraEnv ...string) 
 		t.Fatal(err)
 	}
 	t.Logf("coreexplain %s %s: exit %d in %.2fs:\n%s", tool, strings.Join(args, " "), r.code, time.Since(start).Seconds(), r.all)
-	marker := dlvMarker
+	marker, text := dlvMarker, all.String()
 	if tool == "gdb" {
-		marker = gdbMarker
+		// The launcher hands gdb its own stdout and stderr, which are two
+		// pipes here: what the test reads of them interleaves at random,
+		// a warning of gdb's on stderr inside a line of a table. The
+		// commands' answers are read from stdout alone.
+		marker, text = gdbMarker, stdout.String()
 	}
-	r.out = sections(t, all.String(), marker, len(cmds))
+	r.out = sections(t, text, marker, len(cmds))
 	// Nothing is left behind: not in the working directory, not in the
 	// cache once the session is over.
 	for _, d := range []string{wd, filepath.Join(cache, "coreexplain", "sessions")} {
