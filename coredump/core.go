@@ -102,6 +102,7 @@ func Open(corePath, exePath string, opts Options) (*Process, error) {
 	if cp != nil {
 		// The copy has no name; closing it (p.Close) frees it.
 		p.coreFile = cp.path()
+		p.decompressed = cp.f
 		if warning != "" {
 			p.Warnings = append(p.Warnings, warning)
 		}

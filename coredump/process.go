@@ -2,6 +2,7 @@ package coredump
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 )
@@ -66,6 +67,9 @@ type Process struct {
 
 	src      memorySource
 	coreFile string // a path of the uncompressed core read, when not Core itself
+	// decompressed is the decompressed copy of a compressed core, nil for
+	// a plain one.
+	decompressed *os.File
 	// notesDamage says why the notes are not intact ("" when they are).
 	notesDamage string
 	closers     []func() error
@@ -73,6 +77,13 @@ type Process struct {
 	extMu       sync.Mutex
 	progress    Progress
 }
+
+// Decompressed is the open decompressed copy of a compressed core, which
+// has no name, or nil when the core is plain. It stays valid until Close.
+// A debugger started beside coreexplain reads the same copy when it
+// inherits the descriptor (exec.Cmd.ExtraFiles): nothing is decompressed
+// twice or written anywhere.
+func (p *Process) Decompressed() *os.File { return p.decompressed }
 
 // coreFilePath is the path of the uncompressed core file.
 func (p *Process) coreFilePath() string {

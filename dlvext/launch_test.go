@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/klauspost/compress/zstd"
 )
 
 // launchResult is what a `coreexplain dlv` or `coreexplain gdb` session
@@ -463,5 +465,61 @@ func waitLine(t *testing.T, lines <-chan string, want string) {
 		case <-timeout:
 			t.Fatalf("no %q within a minute", want)
 		}
+	}
+}
+
+// TestLaunchCompressed: a zstd core, as systemd-coredump stores them. The
+// debuggers read only plain cores; the launcher hands them the copy it
+// decompressed, as an inherited descriptor, and gdb's ce addrinfo passes it
+// on to the coreexplain it runs. Nothing is written for it anywhere.
+func TestLaunchCompressed(t *testing.T) {
+	c := crash(t, "cgo-errno-threads", fixtures.Default)
+	zst := filepath.Join(t.TempDir(), "core.zst")
+	compressZstd(t, c.Core, zst)
+	r := launch(t, "dlv", []string{zst, c.Binary}, []string{"errno", "gm"})
+	if r.code != 0 {
+		t.Fatalf("dlv: exit %d", r.code)
+	}
+	checkErrno(t, r.out[0], c.Oracle.Facts)
+	checkCrashingM(t, "gm", r.out[1], c)
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skip("gdb is not installed (Debian package gdb)")
+	}
+	r = launch(t, "gdb", []string{zst, c.Binary, "--", "-batch"}, []string{"ce errno", "ce gm", "ce addrinfo 0x0"})
+	if r.code != 0 {
+		t.Fatalf("gdb: exit %d", r.code)
+	}
+	checkErrno(t, r.out[0], c.Oracle.Facts)
+	checkCrashingM(t, "ce gm", r.out[1], c)
+	mustContain(t, "ce addrinfo 0x0", r.out[2], "0x0  null-page")
+	if ents, _ := os.ReadDir(filepath.Dir(zst)); len(ents) != 1 {
+		t.Errorf("%d files beside the compressed core, want only it", len(ents))
+	}
+}
+
+// compressZstd writes src compressed with zstd to dst.
+func compressZstd(t testing.TB, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(w, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/dlvext"
 	"github.com/spf13/pflag"
@@ -48,6 +47,9 @@ type launch struct {
 	pid      int // a live target, 0 for a core
 	rep      *report.Report
 	extra    []string // the debugger's own arguments, after --
+	// files are descriptors the debugger inherits, from 3 on: the
+	// decompressed copy of a compressed core.
+	files []*os.File
 	// nonTerminal is set when stdin, stdout or stderr is no terminal.
 	nonTerminal bool
 }
@@ -211,11 +213,6 @@ func (f *launchFlags) run(e *env, d *debugger, args []string) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	if !attach {
-		if k, err := coredump.KindOf(l.core); err == nil && k == coredump.KindCompressed {
-			return fail(e, fmt.Errorf("%s is compressed, and %s reads only plain cores: decompress it first (zstd -d, lz4 -d, xz -d or gunzip)", l.core, d.name))
-		}
-	}
 	if attach {
 		live := liveFlags{sysroot: f.core.sysroot, timeout: f.stopTimeout, progress: f.core.progress}
 		l.rep, err = liveReport(e, &live, l.pid, report.Options{})
@@ -228,7 +225,17 @@ func (f *launchFlags) run(e *env, d *debugger, args []string) int {
 			return fail(e, err)
 		}
 		l.rep = report.Build(p, report.Options{})
-		p.Close()
+		if cp := p.Decompressed(); cp != nil {
+			// The debugger reads only plain cores: it gets the copy
+			// coreexplain decompressed, as an inherited descriptor
+			// (its path in the debugger's own /proc/self/fd), kept open
+			// until it exits.
+			defer p.Close()
+			l.files = []*os.File{cp}
+			l.core = inheritedPath(3)
+		} else {
+			p.Close()
+		}
 		if l.binary == "" {
 			if l.binary = l.rep.Input.Binary; l.binary == "" {
 				return fail(e, fmt.Errorf("%s does not say where its executable is: name BINARY", l.core))
@@ -251,7 +258,7 @@ func (f *launchFlags) run(e *env, d *debugger, args []string) int {
 	if attach {
 		before = stateOf(l.pid)
 	}
-	code := runDebugger(e, path, d.argv(l), d.env(l))
+	code := runDebugger(e, path, d.argv(l), d.env(l), l.files)
 	if attach {
 		keepRunning(e, l.pid, before)
 	}
@@ -358,8 +365,9 @@ func goOlderThan(v string, minor int) bool {
 // the debugger too: coreexplain ignores them, so Ctrl-C interrupts the
 // debugger's command and not the session. SIGTERM and SIGHUP, which are
 // sent to coreexplain alone, are passed on.
-func runDebugger(e *env, path string, argv, env []string) int {
+func runDebugger(e *env, path string, argv, env []string, files []*os.File) int {
 	cmd := exec.Command(path, argv...)
+	cmd.ExtraFiles = files
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
 	cmd.Env = append(os.Environ(), env...)
 	sigc := make(chan os.Signal, 4)

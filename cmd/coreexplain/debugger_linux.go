@@ -67,3 +67,7 @@ func keepRunning(e *env, pid int, before procState) {
 		fmt.Fprintf(e.stderr, "coreexplain: PID %d was left stopped by the debugger; sent it SIGCONT\n", pid)
 	}
 }
+
+// inheritedPath is how a child process names the descriptor fd it
+// inherited (proc(5): /proc/self/fd).
+func inheritedPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }

@@ -2,7 +2,10 @@
 
 package main
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var errSessionOS = errors.New("coreexplain dlv and coreexplain gdb run on Linux only")
 
@@ -15,3 +18,7 @@ type procState byte
 func stateOf(pid int) procState { return 0 }
 
 func keepRunning(e *env, pid int, before procState) {}
+
+// inheritedPath is how a child process names the descriptor fd it
+// inherited (fd(4) on darwin and the BSDs).
+func inheritedPath(fd int) string { return fmt.Sprintf("/dev/fd/%d", fd) }

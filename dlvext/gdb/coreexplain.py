@@ -76,11 +76,20 @@ def coreexplain():
     return path
 
 
+# An inherited descriptor named as a file: `coreexplain gdb` on a compressed
+# core hands gdb the decompressed copy that way (/proc/self/fd/N, or
+# /dev/fd/N on darwin).
+INHERITED = re.compile(r"^/(?:proc/self/fd|dev/fd)/(\d+)$")
+
+
 def run_coreexplain(args):
     """Runs coreexplain and returns its decoded JSON output."""
     cmd = [coreexplain()] + args
+    # An inherited core is passed on under the same number, so that its
+    # name means the same file in coreexplain.
+    fds = tuple(int(m.group(1)) for m in (INHERITED.match(a) for a in args) if m)
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, pass_fds=fds)
     except subprocess.TimeoutExpired:
         raise gdb.GdbError("%s: no answer within %d s" % (" ".join(cmd), RUN_TIMEOUT))
     if out.returncode != 0:
