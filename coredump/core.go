@@ -665,6 +665,13 @@ func verifyImage(im *Image, coreHdr, fileHdr []byte) ImageStatus {
 		im.Note = fmt.Sprintf("build ID %s on this machine, %s in the core", im.FileIDs, im.CoreIDs)
 		return ImageMismatch
 	}
+	if im.CoreIDs.Empty() && len(coreHdr) < len(fileHdr) && bytes.Equal(coreHdr, fileHdr[:len(coreHdr)]) {
+		// A truncated core that ends inside the copy of the first page,
+		// before the build ID note: the bytes it kept agree, the rest
+		// cannot be compared. That is not a mismatch.
+		im.Note = fmt.Sprintf("the core's copy of its first page is cut short at %d bytes, before the build ID; the bytes it holds match", len(coreHdr))
+		return ImageUnverified
+	}
 	if !im.CoreIDs.Empty() || !im.FileIDs.Empty() {
 		im.Note = fmt.Sprintf("build ID %s on this machine, %s in the core", im.FileIDs, im.CoreIDs)
 		return ImageMismatch

@@ -69,6 +69,11 @@ func buildGoNotes(p *coredump.Process, r *Report, opts Options) []string {
 func signalOf(f *goruntime.Fault, reraised *coredump.SigInfo) *Signal {
 	s := &Signal{Name: f.Signo.String(), Number: int(f.Signo), Code: f.CodeName(), CodeNumber: f.Code,
 		Function: f.Func, Source: string(f.Source)}
+	if f.Source == goruntime.SourcePRStatus {
+		// pr_cursig is all NT_PRSTATUS says: no si_code, so no
+		// SI_USER or SI_KERNEL to claim.
+		s.Code, s.CodeNumber = "", 0
+	}
 	if f.HasAddr {
 		a := Addr(f.Addr)
 		s.Addr = &a

@@ -17,7 +17,7 @@ func WriteMarkdown(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "**Stored:** %s\n\n", l)
 	}
 	if sig := r.Signal; sig != nil {
-		fmt.Fprintf(w, "**Signal:** %s %s", sig.Name, sig.Code)
+		fmt.Fprintf(w, "**Signal:** %s", strings.TrimSpace(sig.Name+" "+sig.Code))
 		if sig.Addr != nil {
 			fmt.Fprintf(w, " at `%s`", sig.Addr)
 		}
@@ -28,6 +28,16 @@ func WriteMarkdown(w io.Writer, r *Report) {
 			fmt.Fprintf(w, " in `%s`", sig.Function)
 		}
 		fmt.Fprintf(w, " (from %s)\n\n", sig.Source)
+	}
+	if c := r.Stopped; c != nil {
+		fmt.Fprintf(w, "**Stopped first:** thread %d", c.TID)
+		if c.M != nil {
+			fmt.Fprintf(w, ", M%d", *c.M)
+		}
+		if c.Goroutine != 0 {
+			fmt.Fprintf(w, ", goroutine %d", c.Goroutine)
+		}
+		fmt.Fprintf(w, "; %d threads seen: %s\n\n", len(r.Threads), r.ThreadStates())
 	}
 	if len(r.Findings) > 0 {
 		fmt.Fprintf(w, "### Findings\n\n")
@@ -46,8 +56,13 @@ func WriteMarkdown(w io.Writer, r *Report) {
 		}
 		fmt.Fprintln(w)
 	}
-	if c := r.Crash; c != nil && len(c.Frames) > 0 {
-		fmt.Fprintf(w, "### Crash stack (thread %d", c.TID)
+	title := "Crash stack"
+	c := r.Crash
+	if c == nil && r.Stopped != nil {
+		c, title = r.Stopped, "Stack of the thread stopped first"
+	}
+	if c != nil && len(c.Frames) > 0 {
+		fmt.Fprintf(w, "### %s (thread %d", title, c.TID)
 		if c.Goroutine != 0 {
 			fmt.Fprintf(w, ", goroutine %d", c.Goroutine)
 		}
