@@ -40,12 +40,6 @@ func (f *Facts) codeLocation(pc uint64) (fn, file string, line int) {
 		}
 	}
 	im, sym, ok := f.Proc.Symbolize(pc)
-	if name, fl, ln, inl := f.inlinedAt(pc); inl {
-		// Delve and the symbol table name the function the code belongs
-		// to; when the pc lies in a call the compiler inlined, the
-		// innermost function is the one whose source the line is in.
-		return name, fl, ln
-	}
 	if ok && im.IsExe {
 		// The symbol table names C functions as C does; Delve prefixes
 		// them with "C.".
@@ -90,6 +84,14 @@ func (f *Facts) inlinedAt(pc uint64) (fn, file string, line int, inl bool) {
 // faultLocation is the Location of the faulting instruction.
 func (f *Facts) faultLocation(ft *memory.Fault) *Location {
 	loc := &Location{TID: ft.TID, Goroutine: ft.Goroutine, PC: AddrPtr(ft.PC)}
+	if name, fl, ln, inl := f.inlinedAt(ft.PC); inl {
+		// Delve and the symbol table name the function the code belongs
+		// to; when the faulting instruction lies in a call the compiler
+		// inlined, the innermost function is the one whose source the
+		// line is in.
+		loc.Function, loc.File, loc.Line = name, fl, ln
+		return loc
+	}
 	loc.Function, loc.File, loc.Line = f.codeLocation(ft.PC)
 	return loc
 }
