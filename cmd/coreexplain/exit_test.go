@@ -97,6 +97,13 @@ func TestTruncatedExitStatus(t *testing.T) {
 				if rep.Signal != nil && rep.Signal.Source == "NT_PRSTATUS" && rep.Signal.Code != "" {
 					t.Errorf("%s: signal code %q from NT_PRSTATUS, which records none", what, rep.Signal.Code)
 				}
+				if cut.name == "notes whole" {
+					// No memory: the Go runtime is there but cannot be read.
+					g := runCommand(t, what, "goroutines", path, c.Binary)
+					if g.code != exitBadInput || !oneLine(g.stderr) || !strings.Contains(g.stderr, ": the Go runtime cannot be read: goruntime: ") {
+						t.Errorf("%s: goroutines: exit %d, %q", what, g.code, g.stderr)
+					}
+				}
 				if cut.name == "executable's first page cut" {
 					var exe *report.Image
 					for i := range rep.Process.Images {

@@ -113,6 +113,10 @@ func TestForceWrongBinary(t *testing.T) {
 					t.Errorf("finding %s at %s", fd.Class, fd.Location.Function)
 				}
 			}
+			if code, _, stderr := runCLI("goroutines", "--force", tc.core, tc.binary); code != exitBadInput ||
+				stderr != "coreexplain: "+tc.core+": goroutines are not read through "+tc.binary+": it does not match the core\n" {
+				t.Errorf("goroutines: exit %d, %q", code, stderr)
+			}
 			for _, im := range r.Process.Images {
 				if im.Path == r.Process.Exe && im.Status != "mismatch" {
 					t.Errorf("executable image %+v", im)
