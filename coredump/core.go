@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -666,6 +667,13 @@ func verifyImage(im *Image, coreHdr, fileHdr []byte) ImageStatus {
 		im.Note = fmt.Sprintf("build ID %s on this machine, %s in the core", im.FileIDs, im.CoreIDs)
 		return ImageMismatch
 	}
+	if im.CoreIDs.Empty() && len(coreHdr) < len(fileHdr) && bytes.Equal(coreHdr, fileHdr[:len(coreHdr)]) {
+		// A truncated core that ends inside the copy of the first page,
+		// before the build ID note: the bytes it kept agree, the rest
+		// cannot be compared. That is not a mismatch.
+		im.Note = fmt.Sprintf("the core's copy of its first page is cut short at %d bytes, before the build ID; the bytes it holds match", len(coreHdr))
+		return ImageUnverified
+	}
 	if !im.CoreIDs.Empty() || !im.FileIDs.Empty() {
 		im.Note = fmt.Sprintf("build ID %s on this machine, %s in the core", im.FileIDs, im.CoreIDs)
 		return ImageMismatch
@@ -795,14 +803,99 @@ func (p *Process) pickExecutable(exePath string, force bool) error {
 		if !force {
 			return &BuildIDMismatchError{Exe: exePath, ExeIDs: ids, CoreIDs: exe.CoreIDs, CorePath: exe.Path}
 		}
-		p.Warnings = append(p.Warnings, fmt.Sprintf("%s does not match the core (%s); analysed anyway because of --force", exePath, exe.Note))
-		exe.Status = ImageUnverified
+		p.ForcedMismatch = true
+		p.forceExecutable(exe, exePath, fh)
 	}
 	if entry, ok := p.Auxv.Lookup(AT_ENTRY); ok && fh.Entry != 0 && len(exe.Mappings) == 0 {
 		exe.Bias = entry - fh.Entry
 	}
 	p.Exe = exe
 	return nil
+}
+
+// forceExecutable decides, for --force, whether a binary whose build ID
+// differs from the core's can stand in for the program. Its segments must
+// lie where the core maps the executable, and the return addresses saved
+// on the threads' stacks must follow call instructions in its code;
+// otherwise its symbols would name the core's pcs after whatever code of
+// its own lies there, and its runtime symbols would read the core's
+// memory at the wrong addresses (a Go version of raw bytes,
+// runtime.call2097152 frames). Such a binary stays ImageMismatch: nothing
+// is read from it.
+func (p *Process) forceExecutable(exe *Image, exePath string, fh *elfHeader) {
+	why := p.layoutDiffers(exe, fh)
+	if why == "" {
+		if f, err := openRegular(exe.HostPath); err == nil {
+			why = p.checkCallSites(exe, f)
+			f.Close()
+		}
+	}
+	if why != "" {
+		exe.Status, exe.Note = ImageMismatch, exe.Note+"; "+why
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%s does not match the core (%s); analysed anyway because of --force, "+
+			"but nothing is read from it: function names, source lines, the Go runtime's view (Go version, goroutines) and the findings "+
+			"that need them are not shown, only what the core itself holds (signal, threads, registers, mappings)", exePath, exe.Note))
+		return
+	}
+	exe.Status = ImageUnverified
+	p.Warnings = append(p.Warnings, fmt.Sprintf("%s does not match the core (%s); analysed anyway because of --force: "+
+		"its segments lie where the core maps the executable and the return addresses on the stacks follow calls in its code, "+
+		"but names and values read through it may be wrong", exePath, exe.Note))
+}
+
+// layoutDiffers compares the core's file mappings of the executable with
+// where the kernel's ELF loader would map the given binary's PT_LOAD
+// segments (fs/binfmt_elf.c: each segment from pagedown(p_vaddr) at file
+// offset pagedown(p_offset), file-backed up to pageup(p_vaddr+p_filesz)).
+// It returns what differs, "" when every segment is mapped where the core
+// has it. A different program almost never has segments of the very same
+// sizes; a rebuild of the same source with another build ID may.
+func (p *Process) layoutDiffers(exe *Image, fh *elfHeader) string {
+	page := uint64(defaultPageSize)
+	if v, ok := p.Auxv.Lookup(AT_PAGESZ); ok && v >= 4096 && v&(v-1) == 0 {
+		page = v
+	}
+	down := func(x uint64) uint64 { return x &^ (page - 1) }
+	up := func(x uint64) uint64 { return (x + page - 1) &^ (page - 1) }
+	var segs []elf.ProgHeader
+	for _, ph := range fh.Progs {
+		if ph.Type == elf.PT_LOAD && ph.Filesz > 0 {
+			segs = append(segs, ph)
+		}
+	}
+	if len(exe.Mappings) == 0 || len(segs) == 0 {
+		return ""
+	}
+	bias := uint64(0)
+	if fh.Type == elf.ET_DYN {
+		for _, m := range exe.Mappings {
+			if m.Offset == 0 {
+				bias = m.Start - down(segs[0].Vaddr)
+			}
+		}
+	}
+	ends := make([]uint64, len(segs))
+	for _, m := range exe.Mappings {
+		i := slices.IndexFunc(segs, func(ph elf.ProgHeader) bool {
+			return m.Offset >= down(ph.Off) && m.Offset < up(ph.Off+ph.Filesz)
+		})
+		if i < 0 {
+			return fmt.Sprintf("the core maps its file offset %#x at %#x, which no segment of this binary holds", m.Offset, m.Start)
+		}
+		ph := segs[i]
+		want := down(ph.Vaddr+bias) + (m.Offset - down(ph.Off))
+		if m.Start != want || m.End > up(ph.Vaddr+bias+ph.Filesz) {
+			return fmt.Sprintf("the core maps %#x-%#x at file offset %#x; this binary's segment there is %#x-%#x",
+				m.Start, m.End, m.Offset, down(ph.Vaddr+bias), up(ph.Vaddr+bias+ph.Filesz))
+		}
+		ends[i] = max(ends[i], m.End)
+	}
+	for i, ph := range segs {
+		if want := up(ph.Vaddr + bias + ph.Filesz); ends[i] != want {
+			return fmt.Sprintf("this binary's segment %#x-%#x (file offset %#x) is not mapped so in the core", down(ph.Vaddr+bias), want, ph.Off)
+		}
+	}
+	return ""
 }
 
 // coreMemory serves memory from the core file, and pages the kernel did not

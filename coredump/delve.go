@@ -43,6 +43,10 @@ func (p *Process) Delve() (*proc.Target, error) {
 			st.err = errors.New("delve: no executable")
 			return
 		}
+		if !p.Exe.Status.Usable() {
+			st.err = fmt.Errorf("delve: not opened with %s: %s", p.Exe.HostPath, p.Exe.statusText())
+			return
+		}
 		grp, err := openCoreQuietly(p.coreFilePath(), p.Exe.HostPath)
 		if err != nil {
 			st.err = fmt.Errorf("delve: %w", err)

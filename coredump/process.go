@@ -64,6 +64,11 @@ type Process struct {
 	// Warnings are problems met while opening that do not stop the
 	// analysis (a library that differs from the one mapped, ...).
 	Warnings []string
+	// ForcedMismatch is set when --force made the analysis go on with an
+	// executable whose build ID differs from the core's. When its segments
+	// do not even lie where the core maps the executable, Exe stays
+	// ImageMismatch and nothing is read from it.
+	ForcedMismatch bool
 
 	src      memorySource
 	coreFile string // a path of the uncompressed core read, when not Core itself

@@ -17,8 +17,17 @@ func crashVariant(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash
 }
 
 // wantMismatch opens core with the wrong exe and checks the refusal names
-// both build IDs, then that Force opens it with a warning.
+// both build IDs, then that Force opens it with a warning and reads nothing
+// from it.
 func wantMismatch(t *testing.T, core, exe string, kind string) {
+	t.Helper()
+	wantRefused(t, core, exe, kind)
+	wantForcedOther(t, core, exe)
+}
+
+// wantRefused checks that opening core with exe is refused, naming both
+// build IDs on one line.
+func wantRefused(t *testing.T, core, exe string, kind string) {
 	t.Helper()
 	_, err := coredump.Open(core, exe, coredump.Options{})
 	var mis *coredump.BuildIDMismatchError
@@ -38,12 +47,35 @@ func wantMismatch(t *testing.T, core, exe string, kind string) {
 	if msg := err.Error(); !strings.Contains(msg, exeID) || !strings.Contains(msg, coreID) || strings.Contains(msg, "\n") {
 		t.Errorf("message does not name both build IDs on one line: %s", msg)
 	}
+}
+
+// wantForcedOther opens core with another program's exe under --force.
+func wantForcedOther(t *testing.T, core, exe string) {
+	t.Helper()
 	p, err := coredump.Open(core, exe, coredump.Options{Force: true})
 	if err != nil {
 		t.Fatalf("--force: %v", err)
 	}
 	defer p.Close()
-	if p.Exe.Status != coredump.ImageUnverified || !containsWith(p.Warnings, "--force") {
+	// A binary whose segments do not lie where the core maps the
+	// executable is not the program: nothing is read from it.
+	if p.Exe.Status != coredump.ImageMismatch || !p.ForcedMismatch ||
+		!containsWith(p.Warnings, "analysed anyway because of --force, but nothing is read from it") || !containsWith(p.Warnings, "this binary's segment") {
+		t.Errorf("--force: status %s, warnings %q", p.Exe.Status, p.Warnings)
+	}
+}
+
+// wantForcedRebuild opens core with a rebuild of its program (same code,
+// another build ID) under --force: it stands in, with a warning.
+func wantForcedRebuild(t *testing.T, core, exe string) {
+	t.Helper()
+	p, err := coredump.Open(core, exe, coredump.Options{Force: true})
+	if err != nil {
+		t.Fatalf("--force: %v", err)
+	}
+	defer p.Close()
+	if p.Exe.Status != coredump.ImageUnverified || !p.ForcedMismatch ||
+		!containsWith(p.Warnings, "its segments lie where the core maps the executable and the return addresses on the stacks follow calls in its code") {
 		t.Errorf("--force: status %s, warnings %q", p.Exe.Status, p.Warnings)
 	}
 }
@@ -52,10 +84,13 @@ func wantMismatch(t *testing.T, core, exe string, kind string) {
 func TestWrongBinaryGoBuildID(t *testing.T) {
 	a, b := crash(t, "go-nil-map"), crash(t, "go-nil-field")
 	wantMismatch(t, a.Core, b.Binary, "go")
-	// The same program rebuilt differently (here: stripped) is another build.
+	// The same program rebuilt differently (here: stripped) is another
+	// build; its code is the same, so --force lets it stand in.
 	s := crashVariant(t, "go-nil-map", fixtures.Variant{Strip: true})
-	wantMismatch(t, a.Core, s.Binary, "go")
-	wantMismatch(t, s.Core, a.Binary, "go")
+	wantRefused(t, a.Core, s.Binary, "go")
+	wantForcedRebuild(t, a.Core, s.Binary)
+	wantRefused(t, s.Core, a.Binary, "go")
+	wantForcedRebuild(t, s.Core, a.Binary)
 }
 
 // A Go PIE is loaded at a random base: its own binary matches with the

@@ -174,3 +174,24 @@ func TestDelveStripped(t *testing.T) {
 	mustContain(t, "explain", out[1], "coreexplain report on")
 	mustContain(t, "addrinfo 0x80", out[2], "0x80  null-page", "DANGLING")
 }
+
+// TestDelveNilDerefInlined: the nil dereference in (*Account).balance,
+// inlined into main.total: explain selects Delve's frame of the inlined
+// method at the line the program printed, where a is the receiver.
+func TestDelveNilDerefInlined(t *testing.T) {
+	c := crash(t, "go-nil-inlined", fixtures.Default)
+	report := reportOf(t, "--json", c.Core, c.Binary)
+	out := dlvCore(t, c, "explain "+report, "whatis a")
+	mustContain(t, "explain REPORT", out[0], "[nil-deref, high]", "reading its field Balance at offset 0x18",
+		fmt.Sprintf(": %s main.go:%s", c.Oracle.Facts["fault_function"][0], c.Oracle.Facts["fault_line"][0]))
+	mustContain(t, "whatis a after explain", out[1], "*main.Account")
+
+	// Delve has no frame of the inlined call on Go 1.22 (its body starts
+	// at the faulting instruction): explain says so and selects the caller.
+	c = crash(t, "go-nil-inlined", fixtures.Variant{Go: "go1.22.12"})
+	report = reportOf(t, "--json", c.Core, c.Binary)
+	out = dlv(t, []string{"core", "--check-go-version=false", c.Binary, c.Core}, "explain "+report)
+	mustContain(t, "explain REPORT (go1.22.12)", out[0], "Nil pointer dereference in main.(*Account).balance: a is nil",
+		"main.(*Account).balance has no frame of its own in Delve's stack of goroutine 1 (an inlined call Delve did not unwind); selecting its caller",
+		": main.total main.go:27")
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -107,8 +108,12 @@ func (r *reportFlags) check() error {
 	return nil
 }
 
-// write prints rep as JSON, Markdown or text.
+// write prints rep as JSON, Markdown or text. A report that explains
+// nothing (report.Unexplained) exits 2 with the reason on stderr; its JSON
+// is still printed, for the notes and input facts it carries, but no text
+// or Markdown story with nothing in it.
 func (r *reportFlags) write(e *env, rep *report.Report) int {
+	empty := rep.Unexplained()
 	switch {
 	case r.json:
 		enc := json.NewEncoder(e.stdout)
@@ -116,10 +121,14 @@ func (r *reportFlags) write(e *env, rep *report.Report) int {
 		if err := enc.Encode(rep); err != nil {
 			return fail(e, err)
 		}
+	case empty != "":
 	case r.md:
 		report.WriteMarkdown(e.stdout, rep)
 	default:
 		report.WriteText(e.stdout, rep, report.TextOptions{Color: useColor(r.color, e.stdout), All: r.all, Width: textWidth(e.stdout)})
+	}
+	if empty != "" {
+		return fail(e, errors.New(empty))
 	}
 	return exitOK
 }

@@ -65,6 +65,16 @@ func (f *goroutinesFlags) run(e *env, args []string) int {
 	r := report.Build(p, report.Options{All: f.all || f.grep != "" || f.state != ""})
 	g := r.Goroutines
 	if g == nil {
+		// Say why: a Go runtime that cannot be read (a truncated core) is
+		// not the absence of one.
+		for _, n := range r.Notes {
+			if rest, ok := strings.CutPrefix(n, "Go runtime unreadable: "); ok {
+				return fail(e, fmt.Errorf("%s: the Go runtime cannot be read: %s", core, rest))
+			}
+		}
+		if p.Exe != nil && !p.Exe.Status.Usable() {
+			return fail(e, fmt.Errorf("%s: goroutines are not read through %s: it does not match the core", core, p.Exe.HostPath))
+		}
 		return fail(e, fmt.Errorf("%s: no Go runtime in the process", core))
 	}
 	g.Buckets = filterBuckets(g.Buckets, f.state, re)

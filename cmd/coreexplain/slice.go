@@ -24,12 +24,21 @@ func init() {
 		short: "is a slice's backing array still valid memory?",
 		usage: "slice [flags] CORE [BINARY] (EXPR | ADDR:TYPE)",
 		summary: "Decode a slice header and check that all of its backing array is still valid memory.\n" +
-			"EXPR is a Go expression in a frame's scope (data, cfg.Items); ADDR:TYPE reads the header\n" +
-			"at ADDR as []TYPE; a *[N]T is checked as arr[:].",
+			"EXPR is a Go expression in a frame's scope (data, cfg.Items, os.Args); ADDR:TYPE reads the\n" +
+			"header at ADDR as []TYPE (TYPE as the binary spells it: main.Item, uint8); a *[N]T is\n" +
+			"checked as arr[:]. When EXPR cannot be evaluated in the frame (not in scope, or not live\n" +
+			"at its pc), the error names a frame where it can. Exit status 0 when the check ran, the\n" +
+			"slice valid or DANGLING (see the last line, or dangling in --json); 2 when EXPR cannot be\n" +
+			"evaluated or the header read.",
+		// The examples run as printed on the cgo-dangling-slice fixture
+		// (TestHelpExamples): main.main's data is a slice over a freed
+		// C buffer, in frame 5 of the crashing goroutine 1; in the
+		// faulting frame main.checksum, data lives in registers the core
+		// does not record.
 		examples: []string{
-			"coreexplain slice core.1234 ./server data",
-			"coreexplain slice --goroutine 7 --frame 2 core.1234 ./server req.Body",
-			"coreexplain slice core.1234 ./server 0xc000010000:byte",
+			"coreexplain slice --frame 5 core.1234 ./server data",
+			"coreexplain slice --goroutine 1 --frame 5 --json core.1234 ./server data > slice.json",
+			"coreexplain slice core.1234 ./server os.Args",
 		},
 		setup: func(fs *pflag.FlagSet) runFunc {
 			f := new(sliceFlags)
@@ -88,14 +97,16 @@ func (f *sliceFlags) run(e *env, args []string) int {
 	fr := frames[k]
 	sp := memory.For(p)
 	var sl *memory.Slice
+	typ, addr := "", uint64(0)
 	if m := reAddrType.FindStringSubmatch(spec); m != nil {
 		a, _ := coredump.ParseAddr(m[1])
-		sl, err = sp.SliceAt(fr.Scope, uint64(a), m[2])
+		typ, addr = m[2], uint64(a)
+		sl, err = sp.SliceAt(fr.Scope, addr, typ)
 	} else {
 		sl, err = sp.SliceExpr(fr.Scope, spec)
 	}
 	if err != nil {
-		return fail(e, fmt.Errorf("%s in frame %d (%s): %w", spec, k, fr.Function, err))
+		return fail(e, sp.ExplainEval(frames, k, spec, addr, typ, err))
 	}
 	if f.json {
 		enc := json.NewEncoder(e.stdout)

@@ -60,9 +60,38 @@ func (f *Facts) codeLocation(pc uint64) (fn, file string, line int) {
 	return im.Name() + "`" + sym.Name, "", 0
 }
 
+// inlinedAt reports the innermost function inlined at pc, from the
+// pclntab's inline tree (funcdata _FUNCDATA_InlTree and pcdata
+// _PCDATA_InlTreeIndex, runtime/symtabinl.go), with its file and line;
+// inl is false when pc is not in an inlined call or not in Go code. pc is
+// the instruction itself, not a return address: it is not backed up.
+func (f *Facts) inlinedAt(pc uint64) (fn, file string, line int, inl bool) {
+	r, err := f.Go()
+	if err != nil || r.Funcs == nil {
+		return "", "", 0, false
+	}
+	fun, ok := r.Funcs.FuncAt(pc)
+	if !ok {
+		return "", "", 0, false
+	}
+	lf := fun.Logical(pc, nil)
+	if len(lf) < 2 || !lf[0].Inlined || lf[0].Name == "" {
+		return "", "", 0, false
+	}
+	return lf[0].Name, lf[0].File, lf[0].Line, true
+}
+
 // faultLocation is the Location of the faulting instruction.
 func (f *Facts) faultLocation(ft *memory.Fault) *Location {
 	loc := &Location{TID: ft.TID, Goroutine: ft.Goroutine, PC: AddrPtr(ft.PC)}
+	if name, fl, ln, inl := f.inlinedAt(ft.PC); inl {
+		// Delve and the symbol table name the function the code belongs
+		// to; when the faulting instruction lies in a call the compiler
+		// inlined, the innermost function is the one whose source the
+		// line is in.
+		loc.Function, loc.File, loc.Line = name, fl, ln
+		return loc
+	}
 	loc.Function, loc.File, loc.Line = f.codeLocation(ft.PC)
 	return loc
 }

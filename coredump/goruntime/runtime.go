@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -358,7 +359,16 @@ func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 func (r *Runtime) readProcessFacts() {
 	p := r.Proc
 	if a, _, ok := r.global("runtime.buildVersion"); ok {
-		r.BuildVersion, _ = r.readGoString(a)
+		v, err := r.readGoString(a)
+		switch {
+		case err != nil:
+		case validGoVersion(v):
+			r.BuildVersion = v
+		default:
+			// The address came from the binary; a binary that is not
+			// the program (--force) points it at unrelated bytes.
+			r.note("runtime.buildVersion at %#x holds %q, not a Go version: not shown", a, truncateForNote(v))
+		}
 	}
 	if a, _, ok := r.global("runtime.iscgo"); ok {
 		var b [1]byte
@@ -614,4 +624,20 @@ func (r *Runtime) HeapTotals() []HeapTotal {
 		out = append(out, HeapTotal{"memory limit (GOMEMLIMIT)", v, "runtime.gcController.memoryLimit"})
 	}
 	return out
+}
+
+// reGoVersion is what runtime.buildVersion holds: the toolchain's version
+// ("go1.22.12", "go1.23rc1") with optional GOEXPERIMENTs (" X:..."), or a
+// development toolchain's "devel go1.N-hash ..." (cmd/dist writes it,
+// runtime/extern.go's Version documents both).
+var reGoVersion = regexp.MustCompile(`^(go1\.\d+(\.\d+)?((rc|beta)\d+)?|devel [ -~]+)( X:[ -~]+)?$`)
+
+func validGoVersion(v string) bool { return len(v) <= 256 && reGoVersion.MatchString(v) }
+
+// truncateForNote shortens a string read from untrusted memory for a note.
+func truncateForNote(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }

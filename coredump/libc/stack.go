@@ -408,31 +408,4 @@ func (r *Runtime) fpReg() int {
 
 // isReturnAddress reports whether ra points into executable code just
 // after a call instruction.
-func (r *Runtime) isReturnAddress(ra uint64) bool {
-	m := r.Proc.FindMapping(ra)
-	if m == nil || m.Perm&coredump.PermExec == 0 || ra < 8 {
-		return false
-	}
-	if r.Arch == coredump.ArchARM64 {
-		w, err := r.Proc.ReadUint32(ra - 4)
-		// bl imm26, blr xN
-		return err == nil && (w&0xfc000000 == 0x94000000 || w&0xfffffc1f == 0xd63f0000)
-	}
-	var b [7]byte
-	if _, err := r.Proc.ReadMemory(b[:], ra-7); err != nil {
-		return false
-	}
-	switch {
-	case b[2] == 0xe8: // call rel32
-		return true
-	case b[5] == 0xff && (b[6]>>3)&7 == 2 && b[6]>>6 == 3: // call *%reg
-		return true
-	case b[4] == 0xff && (b[5]>>3)&7 == 2: // call *disp8(%reg) / call *(%reg) + sib
-		return true
-	case b[1] == 0xff && (b[2]>>3)&7 == 2 && b[2]>>6 == 0 && b[2]&7 == 5: // call *disp32(%rip)
-		return true
-	case b[1] == 0xff && (b[2]>>3)&7 == 2 && b[2]>>6 == 2: // call *disp32(%reg)
-		return true
-	}
-	return false
-}
+func (r *Runtime) isReturnAddress(ra uint64) bool { return r.Proc.IsReturnAddress(ra) }

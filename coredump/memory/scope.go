@@ -90,6 +90,8 @@ func GoroutineFrames(p *coredump.Process, gid int64) ([]Frame, error) {
 			next = k + 1
 		} else if !fr.Inlined {
 			f.Scope = synthScope(p, t, dg, tid, fr)
+		} else if fr.Trap {
+			f.Scope = trapInlinedScope(t, dg, tid, dframes[next:], fr)
 		}
 		out = append(out, f)
 	}
@@ -158,6 +160,58 @@ func synthScope(p *coredump.Process, t *proc.Target, g *proc.G, tid int, fr goru
 	sc := proc.FrameToScope(t, t.Memory(), g, tid, proc.Stackframe{Current: loc, Call: loc, Regs: *dr})
 	sc.PC = lookup
 	return sc
+}
+
+// trapInlinedScope builds the scope of an inlined call at the exact pc a
+// signal interrupted, which Delve's goroutine unwinder misses: it looks up
+// the inline stack of every frame but the first at pc-1 (a return
+// address), also in the frame above runtime.sigpanic, so when the inlined
+// body starts at the faulting instruction (Go 1.22 places
+// (*Account).balance's range exactly there) the lookup lands in the
+// caller's own code. Unwinding again from the physical frame Delve did
+// report, as the first frame of a copy of the goroutine with no thread,
+// makes the fault pc the lookup pc; the copy's registers are those Delve
+// recovered for that frame (pc, sp, frame pointer), so only variables in
+// other registers become unreadable, as they are in Delve's own frame.
+func trapInlinedScope(t *proc.Target, g *proc.G, tid int, dframes []proc.Stackframe, fr goruntime.Frame) (sc *proc.EvalScope) {
+	if g == nil {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			sc = nil
+		}
+	}()
+	for k := range min(len(dframes), maxMatchSkip) {
+		d := dframes[k]
+		if d.Inlined || d.Call.Fn == nil || uint64(d.Regs.CFA) != fr.CFA || d.Current.PC != fr.PC {
+			continue
+		}
+		g2 := *g
+		g2.Thread = nil
+		g2.PC, g2.SP, g2.BP = d.Current.PC, d.Regs.SP(), d.Regs.BP()
+		if lr := d.Regs.Reg(d.Regs.LRRegNum); lr != nil {
+			g2.LR = lr.Uint64Val
+		}
+		frames, err := proc.GoroutineStacktrace(t, &g2, 4, proc.StacktraceSimple)
+		if err != nil {
+			return nil
+		}
+		for i, f := range frames {
+			if f.Current.PC != fr.PC || uint64(f.Regs.CFA) != fr.CFA {
+				break
+			}
+			if f.Inlined && f.Call.Fn != nil && f.Call.Fn.Name == fr.Func {
+				sc = proc.FrameToScope(t, t.Memory(), g, tid, frames[i:]...)
+				if sc.PC == 0 {
+					sc.PC = fr.PC
+				}
+				return sc
+			}
+		}
+		return nil
+	}
+	return nil
 }
 
 // dwarfRoles are the DWARF numbers of the pc, sp and frame pointer.

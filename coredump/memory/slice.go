@@ -236,7 +236,7 @@ func (s *Space) SliceExpr(sc *proc.EvalScope, expr string) (*Slice, error) {
 
 // SliceAt reads the slice header at addr as a []elemType and checks it.
 func (s *Space) SliceAt(sc *proc.EvalScope, addr uint64, elemType string) (*Slice, error) {
-	elemType = strings.TrimPrefix(strings.TrimSpace(elemType), "[]")
+	elemType = DWARFTypeName(strings.TrimPrefix(strings.TrimSpace(elemType), "[]"))
 	if elemType == "" {
 		return nil, errors.New("no element type")
 	}

@@ -27,6 +27,9 @@ func Build(p *coredump.Process, opts Options) *Report {
 	// A process without findings (a live one that runs fine) has an empty
 	// list, never null: the schema says findings is an array.
 	r.Findings = append(r.Findings, diagnose.Run(facts)...)
+	if p.Live() {
+		liveSnapshot(r)
+	}
 	r.Signature = Signature(r)
 	r.Notes = append(append([]string(nil), p.Warnings...), facts.Notes()...)
 	if t := r.Input.Truncated; t != nil {
@@ -100,4 +103,26 @@ func symbolName(p *coredump.Process, pc uint64) string {
 		return sym.Name
 	}
 	return im.Name() + "`" + sym.Name
+}
+
+// liveSnapshot turns the crash view of a live process into what it is: no
+// signal ended it (its threads' registers come with signal 0), and the
+// thread the crash view picks is only the one stopped first: the first
+// thread listed, the thread group leader, which the stopper seizes and
+// interrupts before the others (unless a thread was already dying or had a
+// fault pending, which the crash view picks instead).
+func liveSnapshot(r *Report) {
+	r.Signal = nil
+	r.Stopped, r.Crash = r.Crash, nil
+	for i := range r.Threads {
+		th := &r.Threads[i]
+		th.Crashing = false
+		th.StoppedFirst = r.Stopped != nil && th.TID == r.Stopped.TID
+	}
+	if g := r.Goroutines; g != nil {
+		for i := range g.Buckets {
+			b := &g.Buckets[i]
+			b.StoppedFirst, b.Crashing = b.Crashing, false
+		}
+	}
 }

@@ -37,13 +37,22 @@ func buildGo(p *coredump.Process, r *Report, opts Options, facts *diagnose.Facts
 func buildGoNotes(p *coredump.Process, r *Report, opts Options) []string {
 	rt, err := goruntime.Load(p)
 	if err != nil {
+		if p.Exe != nil && !p.Exe.Status.Usable() {
+			// --force with a binary that is not the program: the
+			// warning already says nothing is read from it.
+			return buildNative(p, r, opts)
+		}
 		if !errors.Is(err, goruntime.ErrNoRuntime) {
 			return append(buildNative(p, r, opts), fmt.Sprintf("Go runtime unreadable: %v", err))
 		}
 		return buildNative(p, r, opts)
 	}
 	notes := append([]string(nil), rt.Notes...)
-	r.Process.GoVersion = rt.Binary.Version.String()
+	if !p.ForcedMismatch {
+		// The binary's own build info; with a forced binary it is that
+		// binary's version, not the process's.
+		r.Process.GoVersion = rt.Binary.Version.String()
+	}
 	if rt.BuildVersion != "" {
 		r.Process.GoVersion = rt.BuildVersion
 	}
@@ -69,6 +78,11 @@ func buildGoNotes(p *coredump.Process, r *Report, opts Options) []string {
 func signalOf(f *goruntime.Fault, reraised *coredump.SigInfo) *Signal {
 	s := &Signal{Name: f.Signo.String(), Number: int(f.Signo), Code: f.CodeName(), CodeNumber: f.Code,
 		Function: f.Func, Source: string(f.Source)}
+	if f.Source == goruntime.SourcePRStatus {
+		// pr_cursig is all NT_PRSTATUS says: no si_code, so no
+		// SI_USER or SI_KERNEL to claim.
+		s.Code, s.CodeNumber = "", 0
+	}
 	if f.HasAddr {
 		a := Addr(f.Addr)
 		s.Addr = &a
@@ -247,13 +261,14 @@ func buildNative(p *coredump.Process, r *Report, opts Options) []string {
 		}
 		r.Crash.Frames = append(r.Crash.Frames, fr)
 	}
-	if st.Err != nil && !errors.Is(st.Err, goruntime.ErrStackTruncated) {
+	untrusted := p.Exe != nil && !p.Exe.Status.Usable()
+	if st.Err != nil && !errors.Is(st.Err, goruntime.ErrStackTruncated) && !untrusted {
 		notes = append(notes, fmt.Sprintf("stack of thread %d: %v", first.TID, st.Err))
 	}
 	// A Go binary whose runtime could not be read: its threads are Go's,
 	// but what they were doing is unknown.
 	state := goruntime.StateNonGo
-	if _, err := goruntime.ReadFuncTable(p); err == nil {
+	if _, err := goruntime.ReadFuncTable(p); err == nil || untrusted {
 		state = goruntime.StateUnknown
 	}
 	for i, t := range p.Threads {

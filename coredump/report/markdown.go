@@ -21,7 +21,7 @@ func WriteMarkdown(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "**Stored:** %s\n\n", mdText(l))
 	}
 	if sig := r.Signal; sig != nil {
-		fmt.Fprintf(w, "**Signal:** %s %s", mdText(sig.Name), mdText(sig.Code))
+		fmt.Fprintf(w, "**Signal:** %s", mdText(strings.TrimSpace(sig.Name+" "+sig.Code)))
 		if sig.Addr != nil {
 			fmt.Fprintf(w, " at %s", mdCode(sig.Addr.String()))
 		}
@@ -32,6 +32,16 @@ func WriteMarkdown(w io.Writer, r *Report) {
 			fmt.Fprintf(w, " in %s", mdCode(sig.Function))
 		}
 		fmt.Fprintf(w, " (from %s)\n\n", mdText(sig.Source))
+	}
+	if c := r.Stopped; c != nil {
+		fmt.Fprintf(w, "**Stopped first:** thread %d", c.TID)
+		if c.M != nil {
+			fmt.Fprintf(w, ", M%d", *c.M)
+		}
+		if c.Goroutine != 0 {
+			fmt.Fprintf(w, ", goroutine %d", c.Goroutine)
+		}
+		fmt.Fprintf(w, "; %d threads seen: %s\n\n", len(r.Threads), r.ThreadStates())
 	}
 	if len(r.Findings) > 0 {
 		fmt.Fprintf(w, "### Findings\n\n")
@@ -50,8 +60,13 @@ func WriteMarkdown(w io.Writer, r *Report) {
 		}
 		fmt.Fprintln(w)
 	}
-	if c := r.Crash; c != nil && len(c.Frames) > 0 {
-		fmt.Fprintf(w, "### Crash stack (thread %d", c.TID)
+	title := "Crash stack"
+	c := r.Crash
+	if c == nil && r.Stopped != nil {
+		c, title = r.Stopped, "Stack of the thread stopped first"
+	}
+	if c != nil && len(c.Frames) > 0 {
+		fmt.Fprintf(w, "### %s (thread %d", title, c.TID)
 		if c.Goroutine != 0 {
 			fmt.Fprintf(w, ", goroutine %d", c.Goroutine)
 		}

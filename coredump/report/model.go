@@ -5,6 +5,10 @@
 package report
 
 import (
+	"fmt"
+	"sort"
+	"strings"
+
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/diagnose"
 )
@@ -22,8 +26,12 @@ type Report struct {
 	Process Process `json:"process"`
 	// Signal is the signal that really ended the process: the original
 	// fault behind the Go runtime's re-raised SIGABRT when there is one.
-	Signal   *Signal            `json:"signal,omitempty"`
-	Crash    *Crash             `json:"crash,omitempty"`
+	Signal *Signal `json:"signal,omitempty"`
+	Crash  *Crash  `json:"crash,omitempty"`
+	// Stopped replaces Signal and Crash for a live snapshot
+	// (input.live_pid): nothing crashed, so it is the thread stopped
+	// first and its stack, not a crash site.
+	Stopped  *Crash             `json:"stopped,omitempty"`
 	Findings []diagnose.Finding `json:"findings"`
 	Threads  []Thread           `json:"threads"`
 	// Goroutines is nil for a process without a Go runtime.
@@ -187,13 +195,16 @@ type Thread struct {
 	Goroutine int64  `json:"goroutine,omitempty"`
 	// State is what the thread was doing before the crash signal arrived:
 	// running-go, in-cgo, in-syscall, idle, non-go, ...
-	State    string   `json:"state"`
-	TP       Addr     `json:"tp"`
-	PC       Addr     `json:"pc"`
-	Function string   `json:"function,omitempty"`
-	Errno    *Errno   `json:"errno,omitempty"`
-	Crashing bool     `json:"crashing,omitempty"`
-	Notes    []string `json:"notes,omitempty"`
+	State    string `json:"state"`
+	TP       Addr   `json:"tp"`
+	PC       Addr   `json:"pc"`
+	Function string `json:"function,omitempty"`
+	Errno    *Errno `json:"errno,omitempty"`
+	Crashing bool   `json:"crashing,omitempty"`
+	// StoppedFirst marks, in a live snapshot, the thread stopped first
+	// (Report.Stopped); no thread is crashing then.
+	StoppedFirst bool     `json:"stopped_first,omitempty"`
+	Notes        []string `json:"notes,omitempty"`
 	// Frames is the thread's stack (--all, or for threads in C).
 	Frames []Frame `json:"frames,omitempty"`
 }
@@ -223,9 +234,56 @@ type Bucket struct {
 	// WaitMinutes is the longest wait in the bucket, when recorded.
 	WaitMinutes int  `json:"wait_minutes,omitempty"`
 	Crashing    bool `json:"crashing,omitempty"`
+	// StoppedFirst marks, in a live snapshot, the bucket of the goroutine
+	// on the thread stopped first.
+	StoppedFirst bool `json:"stopped_first,omitempty"`
 	// Locked marks goroutines locked to their OS thread (LockOSThread).
 	Locked    bool    `json:"locked,omitempty"`
 	Frames    []Frame `json:"frames"`
 	CreatedBy *Frame  `json:"created_by,omitempty"`
 	IDs       []int64 `json:"ids"`
+}
+
+// Unexplained returns why r explains nothing, or "" when it explains
+// something. A report with no signal, no thread, no crash frame and no
+// finding has no story to tell: whatever the renderings printed would be headers around
+// nothing. This is the one place that decision is made; the command exits
+// 2 with the reason (after the JSON, which still carries the input, the
+// process facts and the notes saying what was lost). Input that is
+// unusable as a whole (not a core, headers cut, no NT_PRSTATUS note) never
+// becomes a report: coredump.Open rejects it first.
+func (r *Report) Unexplained() string {
+	if r.Signal != nil || len(r.Threads) > 0 || len(r.Findings) > 0 || r.Crash != nil && len(r.Crash.Frames) > 0 ||
+		r.Stopped != nil && len(r.Stopped.Frames) > 0 {
+		return ""
+	}
+	why := "nothing could be explained: no signal, no thread and no finding could be read"
+	if len(r.Notes) > 0 {
+		why += " (" + r.Notes[0] + ")"
+	}
+	return why
+}
+
+// ThreadStates counts the threads by state, most common first ("1
+// in-cgo, 5 idle" sorts as "5 idle, 1 in-cgo"): what a live snapshot saw.
+func (r *Report) ThreadStates() string {
+	n := map[string]int{}
+	var order []string
+	for _, th := range r.Threads {
+		if n[th.State] == 0 {
+			order = append(order, th.State)
+		}
+		n[th.State]++
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		if n[order[i]] != n[order[j]] {
+			return n[order[i]] > n[order[j]]
+		}
+		return order[i] < order[j]
+	})
+	parts := make([]string, len(order))
+	for i, st := range order {
+		parts[i] = fmt.Sprintf("%d %s", n[st], st)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -35,6 +35,8 @@ func Signature(r *Report) string {
 	var frames []Frame
 	if r.Crash != nil {
 		frames = r.Crash.Frames
+	} else if r.Stopped != nil {
+		frames = r.Stopped.Frames
 	}
 	parts := signatureParts(frames, r.Process.Images)
 	if len(parts) == 0 && fn != "" {

@@ -99,7 +99,7 @@ func (t *textWriter) header(r *Report, s style) {
 		t.line(s.bold("stored ")+" ", l, "        ")
 	}
 	if sig := r.Signal; sig != nil {
-		line := fmt.Sprintf("%s %s", sig.Name, sig.Code)
+		line := strings.TrimSpace(sig.Name + " " + sig.Code)
 		if sig.Addr != nil {
 			line += fmt.Sprintf(" at address %s", sig.Addr)
 		}
@@ -131,6 +131,20 @@ func (t *textWriter) header(r *Report, s style) {
 			line += ", in C code called through cgo"
 		}
 		t.line(s.bold("crashed")+" ", line, "        ")
+	}
+	if c := r.Stopped; c != nil {
+		line := fmt.Sprintf("thread %d first", c.TID)
+		if c.M != nil {
+			line += fmt.Sprintf(", M%d", *c.M)
+		}
+		if c.Goroutine != 0 {
+			line += fmt.Sprintf(", goroutine %d", c.Goroutine)
+		}
+		if c.InCgo {
+			line += ", in C code called through cgo"
+		}
+		line += fmt.Sprintf("; %d threads seen: %s", len(r.Threads), r.ThreadStates())
+		t.printf("%s %s\n", s.bold("stopped"), wrapText(line, textWidth-8, "        "))
 	}
 }
 
@@ -174,11 +188,14 @@ func (t *textWriter) findings(r *Report, s style) {
 }
 
 func (t *textWriter) crash(r *Report, s style, o TextOptions) {
-	c := r.Crash
+	c, title := r.Crash, "crash stack"
+	if c == nil && r.Stopped != nil {
+		c, title = r.Stopped, fmt.Sprintf("stack of thread %d (stopped first)", r.Stopped.TID)
+	}
 	if c == nil || len(c.Frames) == 0 {
 		return
 	}
-	t.section(s, "crash stack")
+	t.section(s, title)
 	t.frames(c.Frames, s, o.All, 40)
 }
 
@@ -235,6 +252,8 @@ func (t *textWriter) threads(r *Report, s style) {
 		mark := " "
 		if th.Crashing {
 			mark = s.red("*")
+		} else if th.StoppedFirst {
+			mark = "*"
 		}
 		row := fmt.Sprintf("%s %-8d %-4s %-6s %-11s %-14s ", mark, th.TID, m, g, th.State, errno)
 		if visibleLen(row)+visibleLen(th.Function) > t.width {
@@ -275,10 +294,13 @@ func (t *textWriter) goroutines(r *Report, s style, o TextOptions) {
 			head += fmt.Sprintf(", %d minutes", b.WaitMinutes)
 		}
 		head += "]"
+		ids := idList(b.IDs, 8)
 		if b.Crashing {
 			head = s.red(head + " crashing")
+		} else if b.StoppedFirst {
+			ids += " (on the thread stopped first)"
 		}
-		t.line(head+" ", s.dim(idList(b.IDs, 8)), "  ")
+		t.line(head+" ", s.dim(ids), "  ")
 		depth := 6
 		if o.All {
 			depth = 1 << 20

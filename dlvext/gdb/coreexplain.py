@@ -524,7 +524,7 @@ def crash_site(r):
             loc = lo
             if f.get("cause"):
                 break
-    c = r.get("crash") or {}
+    c = r.get("crash") or r.get("stopped") or {}  # "stopped": a live snapshot's thread stopped first
     return c.get("tid") or loc.get("tid") or 0, c.get("goroutine") or loc.get("goroutine") or 0, loc.get("function", "")
 
 
