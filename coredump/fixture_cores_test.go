@@ -5,10 +5,11 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 func init() {
 	coredump.FixtureCore = func(tb testing.TB, name string) string {
-		return fixtures.MustCrash(tb, name, fixtures.Default).Core
+		return fixturetest.MustCrash(tb, name, fixtures.Default).Core
 	}
 }

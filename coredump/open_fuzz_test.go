@@ -15,6 +15,7 @@ import (
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
@@ -79,7 +80,7 @@ var (
 func fuzzFixtures(tb testing.TB) []openSeed {
 	openSeedsOnce.Do(func() {
 		for _, name := range openFuzzFixtures {
-			c := fixtures.MustCrash(tb, name, fixtures.Default)
+			c := fixturetest.MustCrash(tb, name, fixtures.Default)
 			openSeeds = append(openSeeds, openSeed{c.Core, c.Binary})
 		}
 	})

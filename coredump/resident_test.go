@@ -9,13 +9,14 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // TestResidentBounded reads every byte the 100000-goroutine core holds
 // and checks that the mapped core's pages do not pile up in the resident
 // set: reads release them past the budget.
 func TestResidentBounded(t *testing.T) {
-	c := fixtures.MustCrash(t, "go-many-goroutines", fixtures.Default)
+	c := fixturetest.MustCrash(t, "go-many-goroutines", fixtures.Default)
 	p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -9,11 +9,12 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 func crashVariant(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash {
 	t.Helper()
-	return fixtures.MustCrash(t, name, v)
+	return fixturetest.MustCrash(t, name, v)
 }
 
 // wantMismatch opens core with the wrong exe and checks the refusal names

@@ -193,3 +193,18 @@ printf '%%s\n' "${COMPREPLY[@]}"`, bashCompletion, strings.Join(tc.words, " "), 
 		t.Errorf("completion tcsh: exit %d %q", code, stderr)
 	}
 }
+
+// TestBinaryDoesNotLinkTesting: the shipped command must not carry package
+// testing (its flags and its code); the demo's path to the fixtures once
+// pulled it in. Test helpers live in fixtures/fixturetest.
+func TestBinaryDoesNotLinkTesting(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p == "testing" || strings.HasSuffix(p, "/fixturetest") {
+			t.Errorf("coreexplain links %s", p)
+		}
+	}
+}

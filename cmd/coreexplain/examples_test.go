@@ -11,6 +11,7 @@ import (
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/memory"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // examplePlaceholders are the names the help examples give their inputs;
@@ -26,7 +27,7 @@ var examplePlaceholders = []string{"core.1234", "/var/tmp/server.core", "./serve
 // redirection ends the command line. Each must exit 0: a dangling slice
 // is an answer (its output says DANGLING), not a failure.
 func TestHelpExamples(t *testing.T) {
-	c := fixtures.MustCrash(t, "cgo-dangling-slice", fixtures.Default)
+	c := fixturetest.MustCrash(t, "cgo-dangling-slice", fixtures.Default)
 	t.Chdir(t.TempDir()) // -o FILE examples write here
 	repl := strings.NewReplacer("core.1234", c.Core, "/var/tmp/server.core", c.Core, "./server", c.Binary, "/srv/container-root", "/")
 	names := make([]string, 0, len(commands))
@@ -139,7 +140,7 @@ func shellWords(s string) ([]string, error) {
 // does not hold, and the message names the frame where it can be read;
 // byte is read as DWARF's uint8.
 func TestSliceErrorsCLI(t *testing.T) {
-	c := fixtures.MustCrash(t, "cgo-dangling-slice", fixtures.Default)
+	c := fixturetest.MustCrash(t, "cgo-dangling-slice", fixtures.Default)
 	p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
 	if err != nil {
 		t.Fatal(err)

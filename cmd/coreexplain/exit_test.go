@@ -11,6 +11,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // A core cut at the places a user's cut core ends — inside the ELF header
@@ -20,7 +21,7 @@ import (
 // exits 2 with a one-line reason. Never exit 0 with an empty story. The
 // reasons are the exact ones the tool gives for each cut.
 func TestTruncatedExitStatus(t *testing.T) {
-	c := fixtures.MustCrash(t, "go-nil-field", fixtures.Default)
+	c := fixturetest.MustCrash(t, "go-nil-field", fixtures.Default)
 	data, err := os.ReadFile(c.Core)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +127,7 @@ func TestTruncatedExitStatus(t *testing.T) {
 // core would give that loses them all) explains nothing and says why,
 // with the first note.
 func TestUnexplained(t *testing.T) {
-	c := fixtures.MustCrash(t, "go-nil-field", fixtures.Default)
+	c := fixturetest.MustCrash(t, "go-nil-field", fixtures.Default)
 	code, out, stderr := runCLI("--json", c.Core, c.Binary)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // untrusted is the note of a binary --force could not let stand in.
@@ -29,9 +30,9 @@ var reRuntimeCall = regexp.MustCompile(`runtime\.call\d+`)
 // segments, other code, as a rebuild of changed source) are refused; the
 // program itself with only its build ID changed is used, with a note.
 func TestForceWrongBinary(t *testing.T) {
-	nilMap := fixtures.MustCrash(t, "go-nil-map", fixtures.Default)
-	nilField := fixtures.MustCrash(t, "go-nil-field", fixtures.Default)
-	cgoWrite := fixtures.MustCrash(t, "cgo-null-write", fixtures.Default)
+	nilMap := fixturetest.MustCrash(t, "go-nil-map", fixtures.Default)
+	nilField := fixturetest.MustCrash(t, "go-nil-field", fixtures.Default)
+	cgoWrite := fixturetest.MustCrash(t, "cgo-null-write", fixtures.Default)
 	dir := t.TempDir()
 	sameCode := filepath.Join(dir, "same-code")
 	otherCode := filepath.Join(dir, "other-code")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -73,7 +74,7 @@ func oneLine(stderr string) bool {
 
 func fixtureCrash(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash {
 	t.Helper()
-	return fixtures.MustCrash(t, name, v)
+	return fixturetest.MustCrash(t, name, v)
 }
 
 // truncationCuts are the percentages a core is cut at.

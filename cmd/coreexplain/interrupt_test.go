@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -146,7 +147,7 @@ func withoutInput(t *testing.T, out string) string {
 // each. Both ways of holding the copy are run: in memory, and (by a build
 // that allows no memory) in a file in TMPDIR.
 func TestCompressedCoreInterrupted(t *testing.T) {
-	small := fixtures.MustCrash(t, "go-nil-field", fixtures.Default)
+	small := fixturetest.MustCrash(t, "go-nil-field", fixtures.Default)
 	cores := t.TempDir()
 	type input struct {
 		name, z, binary, plain string
@@ -154,7 +155,7 @@ func TestCompressedCoreInterrupted(t *testing.T) {
 	}
 	inputs := []input{{name: "go-nil-field", z: zstdCopy(t, small.Core, cores, "go-nil-field"), binary: small.Binary, plain: small.Core}}
 	if !testing.Short() {
-		big := fixtures.MustCrash(t, "go-many-goroutines", fixtures.Default)
+		big := fixturetest.MustCrash(t, "go-many-goroutines", fixtures.Default)
 		inputs = append(inputs, input{name: "go-many-goroutines", z: zstdCopy(t, big.Core, cores, "go-many-goroutines"), binary: big.Binary, plain: big.Core})
 	}
 	for i := range inputs {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 	"github.com/google/pprof/profile"
 )
 
@@ -31,7 +32,7 @@ func runBuilt(t *testing.T, args ...string) (int, []byte, string) {
 // stdout; bad requests fail with a usage error (exit 1) or an input error
 // (exit 2), say why on one line, and write nothing.
 func TestPprofCommand(t *testing.T) {
-	c := fixtures.MustCrash(t, "go-heap-types", fixtures.Default)
+	c := fixturetest.MustCrash(t, "go-heap-types", fixtures.Default)
 	dir := t.TempDir()
 	parse := func(what string, b []byte, typ string) {
 		t.Helper()
@@ -73,7 +74,7 @@ func TestPprofCommand(t *testing.T) {
 		parse("stdout of -o -", stdout, tc.typ)
 	}
 
-	nonGo := fixtures.MustCrash(t, "c-segv", fixtures.Default)
+	nonGo := fixturetest.MustCrash(t, "c-segv", fixtures.Default)
 	garbage := filepath.Join(dir, "garbage")
 	os.WriteFile(garbage, bytes.Repeat([]byte("not a core "), 100), 0o644)
 	for _, tc := range []struct {
@@ -112,7 +113,7 @@ func TestPprofCommand(t *testing.T) {
 // With stderr on a terminal, --progress=always shows the heap scan's
 // spans and erases the line when done.
 func TestPprofProgress(t *testing.T) {
-	c := fixtures.MustCrash(t, "go-heap-types", fixtures.Default)
+	c := fixturetest.MustCrash(t, "go-heap-types", fixtures.Default)
 	cmd := exec.Command(builtCommand(t), "pprof", "--heap", "--progress=always", "-o", filepath.Join(t.TempDir(), "h.pb.gz"), c.Core, c.Binary)
 	out := stderrOnTerminal(t, cmd)
 	if !strings.Contains(out, "\r\x1b[Kheap spans: 0/") || !strings.HasSuffix(out, "\r\x1b[K") {
@@ -128,7 +129,7 @@ func TestPprofInterrupted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the 100 000-goroutine core takes a while to make")
 	}
-	c := fixtures.MustCrash(t, "go-many-goroutines", fixtures.Default)
+	c := fixturetest.MustCrash(t, "go-many-goroutines", fixtures.Default)
 	bin := builtCommand(t)
 	var interrupted, wrote int
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // BenchmarkReport100k runs the built coreexplain as a user would, for the
@@ -17,7 +18,7 @@ import (
 // set of the process (MB-rss, the highest of the runs). go run
 // ./fixtures/bench compares the same run with Delve and takes -scale 1m.
 func BenchmarkReport100k(b *testing.B) {
-	c := fixtures.MustCrash(b, "go-many-goroutines", fixtures.Default)
+	c := fixturetest.MustCrash(b, "go-many-goroutines", fixtures.Default)
 	parked, err := strconv.Atoi(c.Oracle.Facts["parked"][0])
 	if err != nil {
 		b.Fatalf("FACT parked: %v", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
 	"github.com/coreexplain/coreexplain/coredump/memory"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 func findings(t *testing.T, c *fixtures.Crash) ([]diagnose.Finding, *diagnose.Facts) {
@@ -217,7 +218,7 @@ func TestDanglingSliceField(t *testing.T) {
 					t.Skip("musl-gcc not installed (Debian package musl-tools)")
 				}
 			}
-			c := fixtures.MustCrash(t, fx.Name, v)
+			c := fixturetest.MustCrash(t, fx.Name, v)
 			fds, facts := findings(t, c)
 			if len(fds) == 0 || fds[0].Class != "dangling-slice" || !fds[0].Cause {
 				t.Fatalf("findings %+v; notes %q", fds, facts.Notes())

@@ -12,6 +12,7 @@ import (
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 var updateFallback = flag.Bool("update-fallback", false, "regenerate fallback_go1*.go from the DWARF of fixtures built with every supported toolchain")
@@ -28,7 +29,7 @@ var requestFixtures = []string{"go-nil-field", "cgo-null-write", "go-concurrent-
 
 func fixtureCrash(t *testing.T, name string, v fixtures.Variant) *fixtures.Crash {
 	t.Helper()
-	return fixtures.MustCrash(t, name, v)
+	return fixturetest.MustCrash(t, name, v)
 }
 
 // recordedRequests runs the report on the fixtures' cores built with v and

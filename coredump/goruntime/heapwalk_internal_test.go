@@ -5,6 +5,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // Green Tea's inline mark bits are found where the runtime has them: in
@@ -20,7 +21,7 @@ func TestInlineMarksLayout(t *testing.T) {
 		{fixtures.Variant{Strip: true}, defaultInlineMarks},
 	} {
 		t.Run(tc.v.String(), func(t *testing.T) {
-			c := fixtures.MustCrash(t, "go-heap-unswept", tc.v)
+			c := fixturetest.MustCrash(t, "go-heap-unswept", tc.v)
 			p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
 			if err != nil {
 				t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // go-heap-unswept dies right after a collection, before the sweeper
@@ -16,7 +17,7 @@ func TestHeapWalkUnswept(t *testing.T) {
 	for _, v := range []fixtures.Variant{{Go: "go1.21.13"}, {Go: "go1.24.13"}, {Go: "go1.25.14"}, fixtures.Default} {
 		t.Run(v.String(), func(t *testing.T) {
 			c, b, h := openHeap(t, "go-heap-unswept", v)
-			fact := func(k string) uint64 { return uint64(c.IntFact(t, k)) }
+			fact := func(k string) uint64 { return uint64(fixturetest.IntFact(t, c, k)) }
 			var smalls, nodes, chunks, typedNodes, typedChunks uint64
 			w, err := h.Walk(func(o *goruntime.HeapObject) {
 				switch {

@@ -8,6 +8,7 @@ import (
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
 	"github.com/coreexplain/coreexplain/coredump/pprof"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 	"github.com/google/pprof/profile"
 )
 
@@ -15,7 +16,7 @@ import (
 // view from scratch, builds a profile with build and encodes it, as
 // coreexplain pprof does.
 func benchProfile(b *testing.B, name string, build func(*goruntime.Runtime) (*profile.Profile, error)) {
-	c := fixtures.MustCrash(b, name, fixtures.Default)
+	c := fixturetest.MustCrash(b, name, fixtures.Default)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})

@@ -13,12 +13,13 @@ import (
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
 	"github.com/coreexplain/coreexplain/coredump/pprof"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 	"github.com/google/pprof/profile"
 )
 
 func load(t *testing.T, name string, v fixtures.Variant) (*goruntime.Runtime, *fixtures.Crash) {
 	t.Helper()
-	c := fixtures.MustCrash(t, name, v)
+	c := fixturetest.MustCrash(t, name, v)
 	p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ func pprofTop(t *testing.T, path string, args ...string) map[string]int64 {
 // each of eight ways, all under main.descend and main.park.
 func TestGoroutineProfile(t *testing.T) {
 	r, c := load(t, "go-many-goroutines", fixtures.Default)
-	parked := int(c.IntFact(t, "parked"))
+	parked := int(fixturetest.IntFact(t, c, "parked"))
 	prof, err := pprof.Goroutines(r, pprof.GoroutineOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +179,7 @@ func TestGoroutineProfileLabels(t *testing.T) {
 					shards[s.Label["shard"][0]]++
 				}
 			}
-			want := int(c.IntFact(t, "labelled"))
+			want := int(fixturetest.IntFact(t, c, "labelled"))
 			if shards["0"]+shards["1"] != want || shards["0"] != (want+1)/2 {
 				t.Errorf("labelled goroutines by shard: %v, want %d in all, %d in shard 0", shards, want, (want+1)/2)
 			}
@@ -190,7 +191,7 @@ func TestGoroutineProfileLabels(t *testing.T) {
 // ones it dropped before the collections not at all.
 func TestHeapProfile(t *testing.T) {
 	r, c := load(t, "go-heap-types", fixtures.Default)
-	fact := func(k string) int64 { return c.IntFact(t, k) }
+	fact := func(k string) int64 { return fixturetest.IntFact(t, c, k) }
 	prof, err := pprof.Heap(r)
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +224,7 @@ func TestHeapProfile(t *testing.T) {
 // scan objects.
 func TestHeapProfileSizeClasses(t *testing.T) {
 	r, c := load(t, "go-heap-types", fixtures.Variant{Go: "go1.21.13"})
-	nodes, chunks := c.IntFact(t, "nodes"), c.IntFact(t, "chunks")
+	nodes, chunks := fixturetest.IntFact(t, c, "nodes"), fixturetest.IntFact(t, c, "chunks")
 	prof, err := pprof.Heap(r)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +241,7 @@ func TestHeapProfileSizeClasses(t *testing.T) {
 	if objects["large scan 40960 B"] != chunks {
 		t.Errorf("large scan 40960 B: %d objects, want the %d chunks", objects["large scan 40960 B"], chunks)
 	}
-	if objects["noscan 5376 B"] != c.IntFact(t, "buffers") {
+	if objects["noscan 5376 B"] != fixturetest.IntFact(t, c, "buffers") {
 		t.Errorf("noscan 5376 B: %d objects, want the %s buffers", objects["noscan 5376 B"], c.Oracle.Facts["buffers"][0])
 	}
 	// Nodes (600 bytes, no header before Go 1.22) are in the 640-byte
@@ -259,7 +260,7 @@ func TestHeapProfileMixed(t *testing.T) {
 	}
 	back, _ := roundTrip(t, prof)
 	objects, space := heapTotals(back)
-	fact := func(k string) int64 { return c.IntFact(t, k) }
+	fact := func(k string) int64 { return fixturetest.IntFact(t, c, k) }
 	// An Item and its header fill the 1152-byte class; a Blob 8 pages.
 	for _, w := range []struct {
 		typ   string
@@ -307,7 +308,7 @@ func TestHeapProfileUnswept(t *testing.T) {
 	for _, v := range []fixtures.Variant{fixtures.Default, {Strip: true}} {
 		t.Run(v.String(), func(t *testing.T) {
 			r, c := load(t, "go-heap-unswept", v)
-			fact := func(k string) int64 { return c.IntFact(t, k) }
+			fact := func(k string) int64 { return fixturetest.IntFact(t, c, k) }
 			prof, err := pprof.Heap(r)
 			if err != nil {
 				t.Fatal(err)

@@ -7,11 +7,12 @@ import (
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/report"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 func notesOf(t *testing.T, name string, v fixtures.Variant) []string {
 	t.Helper()
-	c := fixtures.MustCrash(t, name, v)
+	c := fixturetest.MustCrash(t, name, v)
 	p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +48,7 @@ func TestStrippedBinaryNotes(t *testing.T) {
 // stack of cgo-foreign-crash ends in it instead of in "libc.so.6+0x...",
 // and the report says which debug file named it.
 func TestLibraryFramesFromDebugFile(t *testing.T) {
-	c := fixtures.MustCrash(t, "cgo-foreign-crash", fixtures.Default)
+	c := fixturetest.MustCrash(t, "cgo-foreign-crash", fixtures.Default)
 	p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,13 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // BenchmarkBuild100k builds the full report (--all: every goroutine's
 // stack, bucketed) of the 100000-goroutine core, from opening the core on.
 func BenchmarkBuild100k(b *testing.B) {
-	c := fixtures.MustCrash(b, "go-many-goroutines", fixtures.Default)
+	c := fixturetest.MustCrash(b, "go-many-goroutines", fixtures.Default)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p, err := coredump.Open(c.Core, c.Binary, coredump.Options{})

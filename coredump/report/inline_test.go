@@ -8,6 +8,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/fixtures"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // TestNilDerefInlined: go-nil-inlined faults in (*Account).balance, which
@@ -20,15 +21,15 @@ import (
 func TestNilDerefInlined(t *testing.T) {
 	for _, v := range []fixtures.Variant{fixtures.Default, {Go: "go1.22.12"}, {Strip: true}} {
 		t.Run(v.String(), func(t *testing.T) {
-			c := fixtures.MustCrash(t, "go-nil-inlined", v)
+			c := fixturetest.MustCrash(t, "go-nil-inlined", v)
 			fact := func(k string) string {
 				if len(c.Oracle.Facts[k]) != 1 {
 					t.Fatalf("FACT %s printed %d times", k, len(c.Oracle.Facts[k]))
 				}
 				return c.Oracle.Facts[k][0]
 			}
-			fn, file, line := fact("fault_function"), fact("fault_file"), int(c.IntFact(t, "fault_line"))
-			caller, callerLine := fact("caller_function"), int(c.IntFact(t, "caller_line"))
+			fn, file, line := fact("fault_function"), fact("fault_file"), int(fixturetest.IntFact(t, c, "fault_line"))
+			caller, callerLine := fact("caller_function"), int(fixturetest.IntFact(t, c, "caller_line"))
 			if fn != "main.(*Account).balance" || caller != "main.total" {
 				t.Fatalf("the program says it faulted in %s called from %s: the fixture no longer inlines", fn, caller)
 			}
