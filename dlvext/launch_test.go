@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,7 @@ import (
 	"time"
 
 	"github.com/coreexplain/coreexplain/fixtures"
-	"github.com/klauspost/compress/zstd"
+	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
 // launchResult is what a `coreexplain dlv` or `coreexplain gdb` session
@@ -475,7 +474,7 @@ func waitLine(t *testing.T, lines <-chan string, want string) {
 func TestLaunchCompressed(t *testing.T) {
 	c := crash(t, "cgo-errno-threads", fixtures.Default)
 	zst := filepath.Join(t.TempDir(), "core.zst")
-	compressZstd(t, c.Core, zst)
+	fixturetest.CompressZstd(t, c.Core, zst)
 	r := launch(t, "dlv", []string{zst, c.Binary}, []string{"errno", "gm"})
 	if r.code != 0 {
 		t.Fatalf("dlv: exit %d", r.code)
@@ -494,32 +493,5 @@ func TestLaunchCompressed(t *testing.T) {
 	mustContain(t, "ce addrinfo 0x0", r.out[2], "0x0  null-page")
 	if ents, _ := os.ReadDir(filepath.Dir(zst)); len(ents) != 1 {
 		t.Errorf("%d files beside the compressed core, want only it", len(ents))
-	}
-}
-
-// compressZstd writes src compressed with zstd to dst.
-func compressZstd(t testing.TB, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(w, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/coreexplain/coreexplain/fixtures"
 	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
-	"github.com/klauspost/compress/zstd"
 )
 
 // spillCommand is coreexplain built so that no decompressed core fits in
@@ -37,29 +36,8 @@ func spillCommand(t *testing.T) string {
 func zstdCopy(t *testing.T, core, dir, name string) string {
 	t.Helper()
 	start := time.Now()
-	in, err := os.Open(core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
 	z := filepath.Join(dir, name+".zst")
-	out, err := os.Create(z)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(w, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
+	fixturetest.CompressZstd(t, core, z)
 	st, _ := os.Stat(z)
 	t.Logf("compressed %s to %d bytes in %v", core, st.Size(), time.Since(start).Round(time.Millisecond))
 	return z

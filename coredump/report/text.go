@@ -120,29 +120,10 @@ func (t *textWriter) header(r *Report, s style) {
 		t.line("        ", s.dim(src), "        ")
 	}
 	if c := r.Crash; c != nil {
-		line := fmt.Sprintf("thread %d", c.TID)
-		if c.M != nil {
-			line += fmt.Sprintf(", M%d", *c.M)
-		}
-		if c.Goroutine != 0 {
-			line += fmt.Sprintf(", goroutine %d", c.Goroutine)
-		}
-		if c.InCgo {
-			line += ", in C code called through cgo"
-		}
-		t.line(s.bold("crashed")+" ", line, "        ")
+		t.line(s.bold("crashed")+" ", c.threadWords(""), "        ")
 	}
 	if c := r.Stopped; c != nil {
-		line := fmt.Sprintf("thread %d first", c.TID)
-		if c.M != nil {
-			line += fmt.Sprintf(", M%d", *c.M)
-		}
-		if c.Goroutine != 0 {
-			line += fmt.Sprintf(", goroutine %d", c.Goroutine)
-		}
-		if c.InCgo {
-			line += ", in C code called through cgo"
-		}
+		line := c.threadWords(" first")
 		line += fmt.Sprintf("; %d threads seen: %s", len(r.Threads), r.ThreadStates())
 		t.printf("%s %s\n", s.bold("stopped"), wrapText(line, textWidth-8, "        "))
 	}
@@ -463,4 +444,22 @@ func restates(what, value string) bool {
 		i = start + 1
 	}
 	return false
+}
+
+// threadWords names the thread of c, its M and goroutine, and whether it
+// was in C: "thread 14387, M0, goroutine 1"; what is put after the thread
+// id says what it is to the reader (" first" for the thread a live
+// snapshot stopped first).
+func (c *Crash) threadWords(what string) string {
+	line := fmt.Sprintf("thread %d%s", c.TID, what)
+	if c.M != nil {
+		line += fmt.Sprintf(", M%d", *c.M)
+	}
+	if c.Goroutine != 0 {
+		line += fmt.Sprintf(", goroutine %d", c.Goroutine)
+	}
+	if c.InCgo {
+		line += ", in C code called through cgo"
+	}
+	return line
 }
