@@ -135,29 +135,22 @@ func (c *Code) Insts() iter.Seq[Inst] {
 
 // CallTarget is the target of a direct call (x86-64 CALL rel32, arm64
 // BL).
-func (in *Inst) CallTarget() (uint64, bool) {
-	switch {
-	case in.X86.Op == x86asm.CALL:
-		if rel, ok := in.X86.Args[0].(x86asm.Rel); ok {
-			return uint64(int64(in.Next()) + int64(rel)), true
-		}
-	case in.ARM64.Op == arm64asm.BL:
-		if rel, ok := in.ARM64.Args[0].(arm64asm.PCRel); ok {
-			return uint64(int64(in.PC) + int64(rel)), true
-		}
-	}
-	return 0, false
-}
+func (in *Inst) CallTarget() (uint64, bool) { return in.branch(x86asm.CALL, arm64asm.BL) }
 
 // JumpTarget is the target of a direct unconditional jump (x86-64 JMP
 // rel, arm64 B).
-func (in *Inst) JumpTarget() (uint64, bool) {
+func (in *Inst) JumpTarget() (uint64, bool) { return in.branch(x86asm.JMP, arm64asm.B) }
+
+// branch is the target of in when it is x86 or a64 with a pc-relative
+// operand: x86-64 counts from the next instruction, arm64 from the
+// branch itself.
+func (in *Inst) branch(x86 x86asm.Op, a64 arm64asm.Op) (uint64, bool) {
 	switch {
-	case in.X86.Op == x86asm.JMP:
+	case in.X86.Op == x86:
 		if rel, ok := in.X86.Args[0].(x86asm.Rel); ok {
 			return uint64(int64(in.Next()) + int64(rel)), true
 		}
-	case in.ARM64.Op == arm64asm.B:
+	case in.ARM64.Op == a64:
 		if rel, ok := in.ARM64.Args[0].(arm64asm.PCRel); ok {
 			return uint64(int64(in.PC) + int64(rel)), true
 		}
