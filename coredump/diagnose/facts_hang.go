@@ -10,8 +10,8 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"github.com/coreexplain/coreexplain/coredump/memory"
-	"golang.org/x/arch/x86/x86asm"
 )
 
 // HangFacts is what hang analysis knows about a process: every goroutine's
@@ -647,35 +647,18 @@ func codeRefs(p *coredump.Process, entry, end uint64) ([]CodeRef, error) {
 	if p.Arch != coredump.ArchAMD64 {
 		return nil, fmt.Errorf("decoding %s code is not supported", p.Arch)
 	}
-	if end <= entry || end-entry > maxFuncBytes {
-		return nil, fmt.Errorf("function at %#x: bad size %d", entry, end-entry)
-	}
-	code := make([]byte, end-entry)
-	if _, err := p.ReadMemory(code, entry); err != nil {
+	code, err := insn.ReadCode(p, p.Arch, entry, end, maxFuncBytes)
+	if err != nil {
 		return nil, err
 	}
 	var out []CodeRef
-	for off := 0; off < len(code); {
-		inst, err := x86asm.Decode(code[off:], 64)
-		if err != nil || inst.Len == 0 {
-			off++ // padding or data between functions
-			continue
+	for r := range code.Refs() {
+		switch r.Kind {
+		case insn.RefCall:
+			out = append(out, CodeRef{At: r.At, Target: r.Target, Call: true})
+		case insn.RefLoad, insn.RefAddr:
+			out = append(out, CodeRef{At: r.At, Target: r.Target})
 		}
-		pc := entry + uint64(off)
-		next := pc + uint64(inst.Len)
-		for _, a := range inst.Args {
-			switch a := a.(type) {
-			case x86asm.Rel:
-				if inst.Op == x86asm.CALL {
-					out = append(out, CodeRef{At: pc, Target: uint64(int64(next) + int64(a)), Call: true})
-				}
-			case x86asm.Mem:
-				if a.Base == x86asm.RIP && a.Index == 0 {
-					out = append(out, CodeRef{At: pc, Target: uint64(int64(next) + a.Disp)})
-				}
-			}
-		}
-		off += inst.Len
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"github.com/coreexplain/coreexplain/coredump/memory"
 )
 
@@ -17,15 +18,15 @@ func (f *Facts) Fault() *memory.Fault { return f.Memory().CrashFault() }
 
 // faultInsn decodes the faulting instruction, nil when its bytes cannot be
 // read (the pc itself is bad).
-func (f *Facts) faultInsn(ft *memory.Fault) *memory.Insn {
+func (f *Facts) faultInsn(ft *memory.Fault) *insn.Insn {
 	v := f.Proc.Cached(faultInsnKey{}, func() any {
-		in, err := memory.DecodeAt(f.Proc, ft.PC)
+		in, err := insn.DecodeAt(f.Proc, ft.PC)
 		if err != nil {
 			return err
 		}
 		return in
 	})
-	in, _ := v.(*memory.Insn)
+	in, _ := v.(*insn.Insn)
 	return in
 }
 

@@ -7,8 +7,8 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"github.com/coreexplain/coreexplain/coredump/libc"
-	"golang.org/x/arch/x86/x86asm"
 )
 
 // errno-wrong-thread: a goroutine that is not locked to its OS thread
@@ -55,31 +55,20 @@ func cgoCalls(p *coredump.Process, gr *goruntime.Runtime, fn string) []string {
 	if !ok || p.Arch != coredump.ArchAMD64 {
 		return nil
 	}
-	size := f.End() - f.Entry
-	if size == 0 || size > maxFuncScan {
-		return nil
-	}
-	code := make([]byte, size)
-	n, _ := p.ReadMemory(code, f.Entry)
+	code, _ := insn.ReadCode(p, p.Arch, f.Entry, f.End(), maxFuncScan)
 	var out []string
 	seen := map[string]bool{}
-	for i := 0; i < n; {
-		inst, err := x86asm.Decode(code[i:n], 64)
-		if err != nil || inst.Len == 0 {
-			i++
+	for r := range code.Refs() {
+		if r.Kind != insn.RefCall {
 			continue
 		}
-		if rel, ok := inst.Args[0].(x86asm.Rel); ok && inst.Op == x86asm.CALL {
-			target := f.Entry + uint64(i+inst.Len) + uint64(int64(rel))
-			if callee, ok := gr.Funcs.FuncAt(target); ok && callee.Entry == target {
-				name := callee.Name()
-				if j := strings.Index(name, "._Cfunc_"); j >= 0 && !seen[name] {
-					seen[name] = true
-					out = append(out, "C."+name[j+len("._Cfunc_"):])
-				}
+		if callee, ok := gr.Funcs.FuncAt(r.Target); ok && callee.Entry == r.Target {
+			name := callee.Name()
+			if j := strings.Index(name, "._Cfunc_"); j >= 0 && !seen[name] {
+				seen[name] = true
+				out = append(out, "C."+name[j+len("._Cfunc_"):])
 			}
 		}
-		i += inst.Len
 	}
 	return out
 }

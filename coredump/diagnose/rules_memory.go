@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"github.com/coreexplain/coreexplain/coredump/memory"
 )
 
@@ -41,7 +42,7 @@ func nilDeref(f *Facts) []Finding {
 		fd.Evidence = append(fd.Evidence, Evidence{What: what, Addr: AddrPtr(ft.PC), Value: fmt.Sprintf("% x", in.Bytes), Source: "code bytes at the pc"})
 	}
 	fn := fd.Location.Function
-	callPC, funcCall := memory.CallsLoadedValue(f.Proc, in)
+	callPC, funcCall := insn.CallsLoadedValue(f.Proc, in)
 	if funcCall {
 		fd.Evidence = append(fd.Evidence, Evidence{What: fmt.Sprintf("the word it loads into %s is called at %#x: it is the code pointer of a func value", in.Dst, callPC),
 			Addr: AddrPtr(callPC), Source: "code bytes after the pc"})

@@ -2,6 +2,7 @@ package goruntime
 
 import (
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"golang.org/x/arch/x86/x86asm"
 )
 
@@ -14,69 +15,34 @@ import (
 // maxDecode bounds the code decoded per function.
 const maxDecode = 1 << 14
 
-// decodeCode decodes size bytes of code at addr and calls fn with each
-// instruction and the address of the next one; undecodable bytes are
-// skipped.
-func decodeCode(p *coredump.Process, addr, size uint64, fn func(in x86asm.Inst, pc, next uint64)) bool {
-	if size == 0 || size > maxDecode {
-		return false
+// funcCode reads the code of the function [addr, addr+size) for a sweep;
+// nil when the size is 0 or above maxDecode or the code cannot all be
+// read.
+func funcCode(p *coredump.Process, addr, size uint64) *insn.Code {
+	c, err := insn.ReadCode(p, p.Arch, addr, addr+size, maxDecode)
+	if err != nil {
+		return nil
 	}
-	code := make([]byte, size)
-	if _, err := p.ReadMemory(code, addr); err != nil {
-		return false
-	}
-	for off := 0; off < len(code); {
-		in, err := x86asm.Decode(code[off:], 64)
-		if err != nil || in.Len == 0 {
-			off++
-			continue
-		}
-		pc := addr + uint64(off)
-		off += in.Len
-		fn(in, pc, addr+uint64(off))
-	}
-	return true
+	return c
 }
 
-// dataRef is one RIP-relative operand: the address, whether the
-// instruction only takes the address (LEA), and the access size.
-type dataRef struct {
-	addr  uint64
-	lea   bool
-	bytes int
-}
-
-// dataRefs returns the addresses a function's instructions address
-// RIP-relative, in order, without duplicates.
+// dataRefs returns the addresses a function's instructions refer to
+// pc-relatively as data (not calls or jumps), in order, without
+// duplicates.
 func (r *Runtime) dataRefs(fn string) []uint64 {
-	var out []uint64
-	for _, d := range r.dataRefsOps(fn) {
-		out = append(out, d.addr)
-	}
-	return out
-}
-
-// dataRefsOps is dataRefs with the kind of each access.
-func (r *Runtime) dataRefsOps(fn string) []dataRef {
 	f, ok := r.Funcs.FuncByName(fn)
 	if !ok {
 		return nil
 	}
 	seen := map[uint64]bool{}
-	var out []dataRef
-	decodeCode(r.Proc, f.Entry, f.End()-f.Entry, func(in x86asm.Inst, _, next uint64) {
-		for _, a := range in.Args {
-			m, ok := a.(x86asm.Mem)
-			if !ok || m.Base != x86asm.RIP || m.Index != 0 {
-				continue
-			}
-			t := uint64(int64(next) + m.Disp)
-			if !seen[t] {
-				seen[t] = true
-				out = append(out, dataRef{addr: t, lea: in.Op == x86asm.LEA, bytes: in.MemBytes})
-			}
+	var out []uint64
+	for ref := range funcCode(r.Proc, f.Entry, f.End()-f.Entry).Refs() {
+		if ref.Kind != insn.RefLoad && ref.Kind != insn.RefAddr || seen[ref.Target] {
+			continue
 		}
-	})
+		seen[ref.Target] = true
+		out = append(out, ref.Target)
+	}
 	return out
 }
 
@@ -164,22 +130,22 @@ func isStateName(s string) bool {
 	return false
 }
 
-// cmpImmediates returns the constants a function compares with.
+// cmpImmediates returns the constants a function compares with (amd64).
 func (r *Runtime) cmpImmediates(fn string) []int64 {
 	f, ok := r.Funcs.FuncByName(fn)
 	if !ok {
 		return nil
 	}
 	var out []int64
-	decodeCode(r.Proc, f.Entry, f.End()-f.Entry, func(in x86asm.Inst, _, _ uint64) {
-		if in.Op != x86asm.CMP {
-			return
+	for in := range funcCode(r.Proc, f.Entry, f.End()-f.Entry).Insts() {
+		if in.X86.Op != x86asm.CMP {
+			continue
 		}
-		for _, a := range in.Args {
+		for _, a := range in.X86.Args {
 			if imm, ok := a.(x86asm.Imm); ok {
 				out = append(out, int64(imm))
 			}
 		}
-	})
+	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"golang.org/x/arch/x86/x86asm"
 )
 
@@ -107,15 +108,15 @@ func newCodeIndex(img *coredump.Image, l *Layout) (*codeIndex, error) {
 // read are a few hundred bytes to a few KiB.
 const maxFuncBytes = 64 << 10
 
-// insn is one decoded instruction with its RIP-relative target resolved.
-type insn struct {
+// ripInsn is one decoded instruction with its RIP-relative target resolved.
+type ripInsn struct {
 	pc   uint64
 	in   x86asm.Inst
 	rip  uint64 // address a RIP-relative memory operand refers to, 0 when none
 	call uint64 // target of a direct call, 0 when none
 }
 
-func (c *codeIndex) decode(name string) ([]insn, error) {
+func (c *codeIndex) decode(name string) ([]ripInsn, error) {
 	fn := c.tab.LookupFunc(name)
 	if fn == nil {
 		return nil, fmt.Errorf("no function %s in .gopclntab", name)
@@ -123,36 +124,25 @@ func (c *codeIndex) decode(name string) ([]insn, error) {
 	if fn.End <= fn.Entry || fn.End-fn.Entry > maxFuncBytes || fn.Entry < c.text.Addr {
 		return nil, fmt.Errorf("%s: implausible bounds %#x-%#x", name, fn.Entry, fn.End)
 	}
-	b := make([]byte, fn.End-fn.Entry)
-	if _, err := c.text.ReadAt(b, int64(fn.Entry-c.text.Addr)); err != nil {
-		return nil, fmt.Errorf("%s: reading code: %w", name, err)
+	code, err := insn.ReadCode(textAt{c.text}, coredump.ArchAMD64, fn.Entry, fn.End, maxFuncBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	var out []insn
-	for off := 0; off < len(b); {
-		in, err := x86asm.Decode(b[off:], 64)
-		if err != nil || in.Len == 0 {
-			off++ // padding or data: resynchronise
-			continue
-		}
-		pc := fn.Entry + uint64(off)
-		next := pc + uint64(in.Len)
-		x := insn{pc: pc, in: in}
-		for _, a := range in.Args {
-			switch a := a.(type) {
-			case x86asm.Mem:
-				if a.Base == x86asm.RIP {
-					x.rip = uint64(int64(next) + a.Disp)
-				}
-			case x86asm.Rel:
-				if in.Op == x86asm.CALL {
-					x.call = uint64(int64(next) + int64(a))
-				}
-			}
-		}
+	var out []ripInsn
+	for in := range code.Insts() {
+		x := ripInsn{pc: in.PC, in: in.X86}
+		x.rip, _ = in.RIPTarget()
+		x.call, _ = in.CallTarget()
 		out = append(out, x)
-		off += in.Len
 	}
 	return out, nil
+}
+
+// textAt reads .text by address, the offsets insn.ReadCode reads at.
+type textAt struct{ s *elf.Section }
+
+func (t textAt) ReadAt(b []byte, addr int64) (int, error) {
+	return t.s.ReadAt(b, addr-int64(t.s.Addr))
 }
 
 // funcAt names the function at pc.
@@ -187,7 +177,7 @@ type leaTracker map[x86asm.Reg]uint64
 
 // step updates the tracker for one instruction, after the caller looked at
 // it.
-func (t leaTracker) step(x insn) {
+func (t leaTracker) step(x ripInsn) {
 	in := x.in
 	if in.Op == x86asm.CALL {
 		clear(t) // calls clobber the argument registers
@@ -238,7 +228,7 @@ func isStore(in x86asm.Inst) bool {
 
 // sliceBase finds the global X that a function touches at X, X+8 and X+16
 // (a slice header being appended to or assigned).
-func sliceBase(insns []insn) (uint64, bool) {
+func sliceBase(insns []ripInsn) (uint64, bool) {
 	seen := map[uint64]bool{}
 	for _, x := range insns {
 		if x.rip != 0 {
@@ -260,7 +250,7 @@ func sliceBase(insns []insn) (uint64, bool) {
 
 // xchgTargets lists, in order, the globals written by XCHG (the atomic
 // stores of amd64) through a register loaded by LEA.
-func xchgTargets(insns []insn) []uint64 {
+func xchgTargets(insns []ripInsn) []uint64 {
 	var out []uint64
 	t := leaTracker{}
 	for _, x := range insns {
@@ -281,11 +271,11 @@ func xchgTargets(insns []insn) []uint64 {
 type globalRule struct {
 	fn    string
 	names []string
-	find  func(insns []insn, c *codeIndex, l *Layout) (map[string]uint64, error)
+	find  func(insns []ripInsn, c *codeIndex, l *Layout) (map[string]uint64, error)
 }
 
 var globalRules = []globalRule{
-	{"runtime.allgadd", []string{"runtime.allgs", "runtime.allglen"}, func(insns []insn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
+	{"runtime.allgadd", []string{"runtime.allgs", "runtime.allglen"}, func(insns []ripInsn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
 		// allgs = append(allgs, gp); ...; atomic.Storeuintptr(&allglen, ...)
 		out := map[string]uint64{}
 		if a, ok := sliceBase(insns); ok {
@@ -296,7 +286,7 @@ var globalRules = []globalRule{
 		}
 		return out, nil
 	}},
-	{"runtime.mcommoninit", []string{"runtime.allm"}, func(insns []insn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
+	{"runtime.mcommoninit", []string{"runtime.allm"}, func(insns []ripInsn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
 		// mp.alllink = allm; atomicstorep(unsafe.Pointer(&allm), ...):
 		// the atomically stored global that is also read plainly.
 		loaded := map[uint64]bool{}
@@ -312,7 +302,7 @@ var globalRules = []globalRule{
 		}
 		return nil, errors.New("no global both loaded and stored atomically")
 	}},
-	{"runtime.rt0_go", []string{"runtime.g0", "runtime.m0"}, func(insns []insn, _ *codeIndex, l *Layout) (map[string]uint64, error) {
+	{"runtime.rt0_go", []string{"runtime.g0", "runtime.m0"}, func(insns []ripInsn, _ *codeIndex, l *Layout) (map[string]uint64, error) {
 		// LEAQ runtime·g0(SB), DI first; later m0.g0 = &g0 and
 		// g0.m = &m0 through LEA'd registers.
 		out := map[string]uint64{}
@@ -345,7 +335,7 @@ var globalRules = []globalRule{
 		}
 		return out, nil
 	}},
-	{"runtime.mallocinit", []string{"runtime.mheap_"}, func(insns []insn, c *codeIndex, _ *Layout) (map[string]uint64, error) {
+	{"runtime.mallocinit", []string{"runtime.mheap_"}, func(insns []ripInsn, c *codeIndex, _ *Layout) (map[string]uint64, error) {
 		// mheap_.init(): the receiver in AX at the call.
 		t := leaTracker{}
 		for _, x := range insns {
@@ -358,7 +348,7 @@ var globalRules = []globalRule{
 		}
 		return nil, errors.New("no call of (*mheap).init with a global receiver")
 	}},
-	{"runtime.schedinit", []string{"runtime.sched"}, func(insns []insn, _ *codeIndex, l *Layout) (map[string]uint64, error) {
+	{"runtime.schedinit", []string{"runtime.sched"}, func(insns []ripInsn, _ *codeIndex, l *Layout) (map[string]uint64, error) {
 		// sched.maxmcount = 10000
 		off, err := l.Off("runtime.schedt", "maxmcount")
 		if err != nil {
@@ -373,7 +363,7 @@ var globalRules = []globalRule{
 		}
 		return nil, errors.New("no store of 10000 (sched.maxmcount)")
 	}},
-	{"runtime.cgocall", []string{"runtime.iscgo"}, func(insns []insn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
+	{"runtime.cgocall", []string{"runtime.iscgo"}, func(insns []ripInsn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
 		// if !iscgo && ... { throw("cgocall unavailable") }: the first
 		// byte compared with 0.
 		for _, x := range insns {
@@ -385,7 +375,7 @@ var globalRules = []globalRule{
 		}
 		return nil, errors.New("no byte compared with 0")
 	}},
-	{"runtime.args", []string{"runtime.argc", "runtime.argv"}, func(insns []insn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
+	{"runtime.args", []string{"runtime.argc", "runtime.argv"}, func(insns []ripInsn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
 		// argc = c; argv = v
 		out := map[string]uint64{}
 		for _, x := range insns {
@@ -408,14 +398,14 @@ var globalRules = []globalRule{
 		}
 		return out, nil
 	}},
-	{"runtime.goargs", []string{"runtime.argslice"}, func(insns []insn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
+	{"runtime.goargs", []string{"runtime.argslice"}, func(insns []ripInsn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
 		// argslice = make([]string, argc)
 		if a, ok := sliceBase(insns); ok {
 			return map[string]uint64{"runtime.argslice": a}, nil
 		}
 		return nil, errors.New("no slice header written")
 	}},
-	{"runtime.recordForPanic", []string{"runtime.printBacklog", "runtime.printBacklogIndex"}, func(insns []insn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
+	{"runtime.recordForPanic", []string{"runtime.printBacklog", "runtime.printBacklogIndex"}, func(insns []ripInsn, _ *codeIndex, _ *Layout) (map[string]uint64, error) {
 		// copy(printBacklog[printBacklogIndex:], b); printBacklogIndex += n:
 		// the index is an 8-byte global both read and written; the
 		// buffer is the LEA'd global not passed to a call (debuglock is).

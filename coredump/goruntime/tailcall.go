@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/coreexplain/coreexplain/coredump"
-	"golang.org/x/arch/x86/x86asm"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 )
 
 // C compilers turn a call in tail position into a jump: the caller's
@@ -74,17 +74,11 @@ type jump struct{ at, target uint64 }
 // that leave it.
 func tailJumps(p *coredump.Process, fn coredump.Symbol) []jump {
 	var out []jump
-	decodeCode(p, fn.Addr, fn.Size, func(in x86asm.Inst, pc, next uint64) {
-		if in.Op != x86asm.JMP {
-			return
+	for ref := range funcCode(p, fn.Addr, fn.Size).Refs() {
+		if ref.Kind == insn.RefJump && (ref.Target < fn.Addr || ref.Target >= fn.Addr+fn.Size) {
+			out = append(out, jump{at: ref.At, target: ref.Target})
 		}
-		if rel, ok := in.Args[0].(x86asm.Rel); ok {
-			t := uint64(int64(next) + int64(rel))
-			if t < fn.Addr || t >= fn.Addr+fn.Size {
-				out = append(out, jump{at: pc, target: t})
-			}
-		}
-	})
+	}
 	return out
 }
 

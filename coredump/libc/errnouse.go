@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"golang.org/x/arch/x86/x86asm"
 )
 
@@ -35,27 +36,14 @@ func (r *Runtime) errnoAccess(addr uint64, depth int, seen map[uint64]bool) (rea
 	if size == 0 || size > maxUseScan {
 		size = maxUseScan
 	}
-	code := make([]byte, size)
-	n, _ := r.Proc.ReadMemory(code, addr)
-	code = code[:n]
+	code, _ := insn.ReadCode(r.Proc, r.Arch, addr, addr+size, maxUseScan)
 	var tainted uint16 // registers holding the errno address
-	for i := 0; i < len(code); {
-		if bytes.HasPrefix(code[i:], endbr64) {
-			i += 4
-			continue
-		}
-		inst, err := x86asm.Decode(code[i:], 64)
-		if err != nil || inst.Len == 0 {
-			i++
-			continue
-		}
-		pc := addr + uint64(i)
-		next := pc + uint64(inst.Len)
-		i += inst.Len
+	for in := range code.Insts() {
+		inst := in.X86
 		switch inst.Op {
 		case x86asm.CALL:
 			tainted = 0
-			t := r.directTarget(inst, next)
+			t := r.directTarget(in)
 			if t == 0 {
 				continue
 			}
@@ -113,16 +101,13 @@ func (r *Runtime) errnoAccess(addr uint64, depth int, seen map[uint64]bool) (rea
 
 // directTarget resolves a call's target: direct, or through a GOT slot
 // (call *slot(%rip)).
-func (r *Runtime) directTarget(inst x86asm.Inst, next uint64) uint64 {
-	switch a := inst.Args[0].(type) {
-	case x86asm.Rel:
-		return next + uint64(int64(a))
-	case x86asm.Mem:
-		if a.Base == x86asm.RIP {
-			v, err := r.Proc.ReadUint64(next + uint64(a.Disp))
-			if err == nil {
-				return v
-			}
+func (r *Runtime) directTarget(in insn.Inst) uint64 {
+	if t, ok := in.CallTarget(); ok {
+		return t
+	}
+	if slot, ok := in.RIPTarget(); ok {
+		if v, err := r.Proc.ReadUint64(slot); err == nil {
+			return v
 		}
 	}
 	return 0

@@ -6,7 +6,7 @@ import (
 	"sort"
 
 	"github.com/coreexplain/coreexplain/coredump"
-	"golang.org/x/arch/x86/x86asm"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 )
 
 // glibc malloc's structures (malloc/malloc.c, malloc/arena.c) on 64-bit
@@ -304,43 +304,15 @@ func (r *Runtime) findMainArena(lib *Lib) (uint64, string, error) {
 }
 
 // addressesTaken lists the addresses code computes pc-relatively
-// (lea sym(%rip) on x86-64, adrp+add on arm64).
+// (lea sym(%rip) on x86-64, adrp+add on arm64), from as much of the
+// size bytes at pc as can be read.
 func (r *Runtime) addressesTaken(pc, size uint64) []uint64 {
-	code := make([]byte, size)
-	n, _ := r.Proc.ReadMemory(code, pc)
-	code = code[:n]
+	code, _ := insn.ReadCode(r.Proc, r.Arch, pc, pc+size, size)
 	var out []uint64
-	if r.Arch == coredump.ArchARM64 {
-		for i := 0; i+8 <= len(code); i += 4 {
-			w := le.Uint32(code[i:])
-			if w&a64ADRPMask != a64ADRP {
-				continue
-			}
-			at := pc + uint64(i)
-			imm := int64((w>>29)&3|((w>>5)&0x7ffff)<<2) << 12
-			page := uint64(int64(at&^0xfff) + imm<<31>>31)
-			for j := i + 4; j < i+16 && j+4 <= len(code); j += 4 {
-				a := le.Uint32(code[j:])
-				if a&0xff800000 == a64ADDImm && (a>>5)&31 == w&31 && a&(1<<22) == 0 {
-					out = append(out, page+uint64((a>>10)&0xfff))
-					break
-				}
-			}
+	for ref := range code.Refs() {
+		if ref.Kind == insn.RefAddr {
+			out = append(out, ref.Target)
 		}
-		return out
-	}
-	for i := 0; i < len(code); {
-		inst, err := x86asm.Decode(code[i:], 64)
-		if err != nil || inst.Len == 0 {
-			i++
-			continue
-		}
-		if inst.Op == x86asm.LEA {
-			if m, ok := inst.Args[1].(x86asm.Mem); ok && m.Base == x86asm.RIP {
-				out = append(out, pc+uint64(i+inst.Len)+uint64(m.Disp))
-			}
-		}
-		i += inst.Len
 	}
 	return out
 }

@@ -196,44 +196,6 @@ func TestCrashFault(t *testing.T) {
 	}
 }
 
-func TestDecode(t *testing.T) {
-	for _, tc := range []struct {
-		code              []byte
-		op, mem           string
-		access            memory.Access
-		size              int
-		trap, div, vector bool
-		align             int
-		target            string
-	}{
-		{code: []byte{0x48, 0x8b, 0x81, 0x80, 0, 0, 0}, op: "mov", mem: "[rcx+0x80]", access: memory.AccessRead, size: 8},
-		{code: []byte{0x89, 0x37}, op: "mov", mem: "[rdi]", access: memory.AccessWrite, size: 4},
-		{code: []byte{0x80, 0x2f, 0x20}, op: "sub", mem: "[rdi]", access: memory.AccessWrite, size: 1},
-		{code: []byte{0x80, 0x3f, 0x00}, op: "cmp", mem: "[rdi]", access: memory.AccessRead, size: 1},
-		{code: []byte{0x0f, 0x0b}, op: "ud2", trap: true},
-		{code: []byte{0xf7, 0xf1}, op: "div", div: true},
-		{code: []byte{0x0f, 0x29, 0x04, 0x24}, op: "movaps", mem: "[rsp]", access: memory.AccessWrite, size: 16, align: 16},
-		{code: []byte{0xc5, 0xfd, 0x6f, 0x07}, op: "vmovdqa", mem: "[rdi]", access: memory.AccessRead, size: 32, vector: true, align: 32},
-		{code: []byte{0xff, 0xd0}, op: "call", target: "rax"},
-		{code: []byte{0xff, 0x53, 0x10}, op: "call", mem: "[rbx+0x10]", access: memory.AccessRead, size: 8},
-	} {
-		in, err := memory.Decode(coredump.ArchAMD64, tc.code, 0x1000)
-		if err != nil {
-			t.Errorf("% x: %v", tc.code, err)
-			continue
-		}
-		mem := ""
-		size := 0
-		if in.Mem != nil {
-			mem, size = in.Mem.String(), in.Mem.Size
-		}
-		if (tc.op != "" && in.Op != tc.op) || mem != tc.mem || in.Access != tc.access || size != tc.size || in.Trap != tc.trap ||
-			in.Divide != tc.div || (in.Vector != "") != tc.vector || in.AlignRequired != tc.align || in.Target != tc.target {
-			t.Errorf("% x: %+v mem %s", tc.code, in, mem)
-		}
-	}
-}
-
 // The slice made over a freed C buffer is dangling: its data pointer is
 // the buffer the program printed, now unmapped.
 func TestSliceOverFreedCBuffer(t *testing.T) {

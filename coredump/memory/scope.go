@@ -343,7 +343,7 @@ const (
 // access's size, a member's first byte, fewest dereferences.
 //
 // funcCall says the faulting load fetched a code pointer that is then
-// called (CallsLoadedValue): the candidates are then the func values of
+// called (insn.CallsLoadedValue): the candidates are then the func values of
 // the frame, which are pointers to a funcval whose first word is the code.
 func NilBases(sc *proc.EvalScope, off uint64, accessSize int, funcCall bool) ([]NilBase, error) {
 	vars, err := FrameVars(sc)
