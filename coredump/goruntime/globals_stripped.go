@@ -2,13 +2,13 @@ package goruntime
 
 import (
 	"debug/elf"
-	"debug/gosym"
 	"errors"
 	"fmt"
 	"sort"
 	"sync"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/gobin"
 	"golang.org/x/arch/x86/x86asm"
 )
 
@@ -44,7 +44,7 @@ var globalSizes = map[string]uint64{
 // a fallback layout).
 func StrippedGlobals(img *coredump.Image, l *Layout) (map[string]StrippedGlobal, map[string]error) {
 	found, missed := map[string]StrippedGlobal{}, map[string]error{}
-	code, err := newCodeIndex(img, l)
+	code, err := newCodeIndex(img)
 	if err != nil {
 		for _, r := range globalRules {
 			for _, n := range r.names {
@@ -75,12 +75,12 @@ func StrippedGlobals(img *coredump.Image, l *Layout) (map[string]StrippedGlobal,
 
 // codeIndex finds functions by name (pclntab) and reads their code.
 type codeIndex struct {
-	tab  *gosym.Table
+	tab  *gobin.Table
 	text *elf.Section
 	arch elf.Machine
 }
 
-func newCodeIndex(img *coredump.Image, l *Layout) (*codeIndex, error) {
+func newCodeIndex(img *coredump.Image) (*codeIndex, error) {
 	f, err := img.ELF()
 	if err != nil {
 		return nil, err
@@ -92,11 +92,7 @@ func newCodeIndex(img *coredump.Image, l *Layout) (*codeIndex, error) {
 	if text == nil {
 		return nil, errors.New("no .text section")
 	}
-	textOff, err := l.Off("runtime.moduledata", "text")
-	if err != nil {
-		textOff = coredump.ModuledataTextOffset
-	}
-	tab, err := coredump.GoFuncTable(f, textOff)
+	tab, err := gobin.OpenELF(f)
 	if err != nil {
 		return nil, err
 	}
@@ -116,14 +112,15 @@ type insn struct {
 }
 
 func (c *codeIndex) decode(name string) ([]insn, error) {
-	fn := c.tab.LookupFunc(name)
-	if fn == nil {
+	fn, ok := c.tab.FuncByName(name)
+	if !ok {
 		return nil, fmt.Errorf("no function %s in .gopclntab", name)
 	}
-	if fn.End <= fn.Entry || fn.End-fn.Entry > maxFuncBytes || fn.Entry < c.text.Addr {
-		return nil, fmt.Errorf("%s: implausible bounds %#x-%#x", name, fn.Entry, fn.End)
+	end := fn.End()
+	if end <= fn.Entry || end-fn.Entry > maxFuncBytes || fn.Entry < c.text.Addr {
+		return nil, fmt.Errorf("%s: implausible bounds %#x-%#x", name, fn.Entry, end)
 	}
-	b := make([]byte, fn.End-fn.Entry)
+	b := make([]byte, end-fn.Entry)
 	if _, err := c.text.ReadAt(b, int64(fn.Entry-c.text.Addr)); err != nil {
 		return nil, fmt.Errorf("%s: reading code: %w", name, err)
 	}
@@ -157,8 +154,8 @@ func (c *codeIndex) decode(name string) ([]insn, error) {
 
 // funcAt names the function at pc.
 func (c *codeIndex) funcAt(pc uint64) string {
-	if fn := c.tab.PCToFunc(pc); fn != nil {
-		return fn.Name
+	if fn, ok := c.tab.FuncAt(pc); ok {
+		return fn.Name()
 	}
 	return ""
 }
