@@ -60,9 +60,9 @@ func FindModuledata(mem io.ReaderAt, ranges []Range, pcHeader uint64, h *Header)
 	return 0, fmt.Errorf("no pointer to the pcHeader at %#x in the writable data", pcHeader)
 }
 
-// ModuleText reads runtime.text and runtime.etext from the moduledata at
+// moduleText reads runtime.text and runtime.etext from the moduledata at
 // md.
-func ModuleText(mem io.ReaderAt, md uint64) (text, etext uint64, err error) {
+func moduleText(mem io.ReaderAt, md uint64) (text, etext uint64, err error) {
 	var b [16]byte
 	if _, err := mem.ReadAt(b[:], int64(md+ModuledataTextOffset)); err != nil {
 		return 0, 0, fmt.Errorf("moduledata at %#x: %w", md, err)
@@ -151,7 +151,7 @@ func elfModuleText(f *elf.File, pcHeader uint64, h *Header) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("runtime.firstmoduledata: %w", err)
 	}
-	t, _, err := ModuleText(mem, md)
+	t, _, err := moduleText(mem, md)
 	if err != nil {
 		return 0, err
 	}

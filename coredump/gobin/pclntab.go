@@ -175,17 +175,14 @@ func NewTable(data []byte, text uint64, gofunc []byte) (*Table, error) {
 	return t, nil
 }
 
-// Text is runtime.text as given to NewTable.
-func (t *Table) Text() uint64 { return t.text }
-
 // NumFuncs is the number of functions in the table.
 func (t *Table) NumFuncs() int { return t.nfunc }
 
 func (t *Table) entryOff(i int) uint32 { return le.Uint32(t.ftab[8*i:]) }
 
-// FuncIndex returns the function at index i (0 <= i < NumFuncs), in
+// funcIndex returns the function at index i (0 <= i < NumFuncs), in
 // address order.
-func (t *Table) FuncIndex(i int) Func {
+func (t *Table) funcIndex(i int) Func {
 	return Func{t: t, off: le.Uint32(t.ftab[8*i+4:]), Entry: t.text + uint64(t.entryOff(i)), idx: i}
 }
 
@@ -208,7 +205,7 @@ func (t *Table) FuncAt(pc uint64) (Func, bool) {
 	if lo == 0 {
 		return Func{}, false
 	}
-	return t.FuncIndex(lo - 1), true
+	return t.funcIndex(lo - 1), true
 }
 
 // FuncByName returns the function called name (the first, if the name is
@@ -217,21 +214,21 @@ func (t *Table) FuncByName(name string) (Func, bool) {
 	if t.byName == nil {
 		t.byName = make(map[string]int, t.nfunc)
 		for i := t.nfunc - 1; i >= 0; i-- {
-			t.byName[t.FuncIndex(i).Name()] = i
+			t.byName[t.funcIndex(i).Name()] = i
 		}
 	}
 	i, ok := t.byName[name]
 	if !ok {
 		return Func{}, false
 	}
-	return t.FuncIndex(i), true
+	return t.funcIndex(i), true
 }
 
 // Funcs calls fn for every function in address order until fn returns
 // false.
 func (t *Table) Funcs(fn func(Func) bool) {
 	for i := 0; i < t.nfunc; i++ {
-		if !fn(t.FuncIndex(i)) {
+		if !fn(t.funcIndex(i)) {
 			return
 		}
 	}
