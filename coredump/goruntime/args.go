@@ -52,7 +52,7 @@ func (r *Runtime) FrameArgs(f *Frame) ([]Arg, error) {
 	if !ok {
 		return nil, nil
 	}
-	info := fn.funcdata(funcdataArgInfo)
+	info := fn.FuncData(funcdataArgInfo)
 	if info == nil {
 		return nil, nil
 	}
@@ -60,10 +60,10 @@ func (r *Runtime) FrameArgs(f *Frame) ([]Arg, error) {
 	if !f.Trap && pc > fn.Entry {
 		pc--
 	}
-	live := fn.funcdata(funcdataArgLiveInfo)
+	live := fn.FuncData(funcdataArgLiveInfo)
 	liveIdx := int32(-1)
 	if live != nil {
-		liveIdx, _ = r.Funcs.pcvalue(fn, fn.pcdataOff(pcdataArgLiveIndex), pc)
+		liveIdx, _ = fn.PCData(pcdataArgLiveIndex, pc)
 	}
 	startOffset := uint8(0xff)
 	if len(live) > 0 {

@@ -2,13 +2,13 @@ package goruntime
 
 import (
 	"debug/elf"
-	"debug/gosym"
 	"errors"
 	"fmt"
 	"sort"
 	"sync"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/gobin"
 	"github.com/coreexplain/coreexplain/coredump/insn"
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -45,7 +45,7 @@ var globalSizes = map[string]uint64{
 // a fallback layout).
 func StrippedGlobals(img *coredump.Image, l *Layout) (map[string]StrippedGlobal, map[string]error) {
 	found, missed := map[string]StrippedGlobal{}, map[string]error{}
-	code, err := newCodeIndex(img, l)
+	code, err := newCodeIndex(img)
 	if err != nil {
 		for _, r := range globalRules {
 			for _, n := range r.names {
@@ -76,12 +76,12 @@ func StrippedGlobals(img *coredump.Image, l *Layout) (map[string]StrippedGlobal,
 
 // codeIndex finds functions by name (pclntab) and reads their code.
 type codeIndex struct {
-	tab  *gosym.Table
+	tab  *gobin.Table
 	text *elf.Section
 	arch elf.Machine
 }
 
-func newCodeIndex(img *coredump.Image, l *Layout) (*codeIndex, error) {
+func newCodeIndex(img *coredump.Image) (*codeIndex, error) {
 	f, err := img.ELF()
 	if err != nil {
 		return nil, err
@@ -93,11 +93,7 @@ func newCodeIndex(img *coredump.Image, l *Layout) (*codeIndex, error) {
 	if text == nil {
 		return nil, errors.New("no .text section")
 	}
-	textOff, err := l.Off("runtime.moduledata", "text")
-	if err != nil {
-		textOff = coredump.ModuledataTextOffset
-	}
-	tab, err := coredump.GoFuncTable(f, textOff)
+	tab, err := gobin.OpenELF(f)
 	if err != nil {
 		return nil, err
 	}
@@ -117,14 +113,15 @@ type ripInsn struct {
 }
 
 func (c *codeIndex) decode(name string) ([]ripInsn, error) {
-	fn := c.tab.LookupFunc(name)
-	if fn == nil {
+	fn, ok := c.tab.FuncByName(name)
+	if !ok {
 		return nil, fmt.Errorf("no function %s in .gopclntab", name)
 	}
-	if fn.End <= fn.Entry || fn.End-fn.Entry > maxFuncBytes || fn.Entry < c.text.Addr {
-		return nil, fmt.Errorf("%s: implausible bounds %#x-%#x", name, fn.Entry, fn.End)
+	end := fn.End()
+	if end <= fn.Entry || end-fn.Entry > maxFuncBytes || fn.Entry < c.text.Addr {
+		return nil, fmt.Errorf("%s: implausible bounds %#x-%#x", name, fn.Entry, end)
 	}
-	code, err := insn.ReadCode(textAt{c.text}, coredump.ArchAMD64, fn.Entry, fn.End, maxFuncBytes)
+	code, err := insn.ReadCode(textAt{c.text}, coredump.ArchAMD64, fn.Entry, end, maxFuncBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -147,8 +144,8 @@ func (t textAt) ReadAt(b []byte, addr int64) (int, error) {
 
 // funcAt names the function at pc.
 func (c *codeIndex) funcAt(pc uint64) string {
-	if fn := c.tab.PCToFunc(pc); fn != nil {
-		return fn.Name
+	if fn, ok := c.tab.FuncAt(pc); ok {
+		return fn.Name()
 	}
 	return ""
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/gobin"
 )
 
 // Limits on walks over target memory, which is hostile data.
@@ -180,7 +181,7 @@ func (r *Runtime) loadFuncTable() error {
 	if err != nil {
 		return fmt.Errorf("goruntime: %w", err)
 	}
-	h, err := parsePclntabHeader(data)
+	h, err := gobin.ParseHeader(data)
 	if err != nil {
 		return fmt.Errorf("goruntime: %s: %w", img.Name(), err)
 	}
@@ -193,8 +194,8 @@ func (r *Runtime) loadFuncTable() error {
 		r.note("runtime.firstmoduledata not found (%v): text base from the symbol table", mdErr)
 		if a, _, ok := r.global("runtime.text"); ok {
 			text = a
-		} else if pcHeaderHasTextStart(r.Version) && h.textStart != 0 {
-			text = h.textStart + img.Bias
+		} else if pcHeaderHasTextStart(r.Version) && h.TextStart != 0 {
+			text = h.TextStart + img.Bias
 		} else if f, err := img.ELF(); err == nil && f.Section(".text") != nil {
 			text = f.Section(".text").Addr + img.Bias
 		}
@@ -211,7 +212,7 @@ func (r *Runtime) loadFuncTable() error {
 	if r.Binary.Layout != nil {
 		ids, ok = funcIDsFromDWARF(r.Binary.Layout)
 	}
-	t, err := newFuncTable(data, text, gofunc, gofuncAddr, ids)
+	t, err := newFuncTable(data, text, gofunc, ids)
 	if err != nil {
 		return fmt.Errorf("goruntime: %s: %w", img.Name(), err)
 	}
@@ -289,9 +290,8 @@ type moduleData struct {
 
 // findModuleData locates runtime.firstmoduledata: by symbol, else by
 // scanning the executable's writable mappings for the pointer to the
-// pcHeader that starts it, checked against the funcnametab slice that
-// follows.
-func (r *Runtime) findModuleData(pcHeader uint64, h *pclntabHeader) (*moduleData, error) {
+// pcHeader that starts it (gobin.FindModuledata).
+func (r *Runtime) findModuleData(pcHeader uint64, h *gobin.Header) (*moduleData, error) {
 	off := func(field string) int64 {
 		if r.Binary.Layout != nil {
 			if o, err := r.Binary.Layout.Off("runtime.moduledata", field); err == nil {
@@ -300,22 +300,17 @@ func (r *Runtime) findModuleData(pcHeader uint64, h *pclntabHeader) (*moduleData
 		}
 		return moduledataPrefix[field]
 	}
-	check := func(addr uint64) bool {
-		var b [32]byte
-		if _, err := r.Proc.ReadMemory(b[:], addr); err != nil {
-			return false
-		}
-		fnt := off("funcnametab")
-		if fnt != 8 {
-			return le64(b[:]) == pcHeader
-		}
-		return le64(b[:]) == pcHeader && le64(b[8:]) == pcHeader+h.funcnameOff && le64(b[16:]) <= h.cuOff-h.funcnameOff
-	}
 	addr, _, ok := r.global("runtime.firstmoduledata")
-	if !ok || !check(addr) {
-		addr = r.scanForModuleData(pcHeader, check)
-		if addr == 0 {
-			return nil, errors.New("no symbol, and no pointer to the pcHeader in the writable data")
+	if !ok || !gobin.IsModuledata(r.Proc, addr, pcHeader, h) {
+		var ranges []gobin.Range
+		for _, m := range r.Binary.Image.Mappings {
+			if m.Perm&coredump.PermWrite != 0 && m.Size() <= 64<<20 {
+				ranges = append(ranges, gobin.Range{Start: m.Start, End: m.Start + m.Size()})
+			}
+		}
+		var err error
+		if addr, err = gobin.FindModuledata(r.Proc, ranges, pcHeader, h); err != nil {
+			return nil, fmt.Errorf("no symbol, and %w", err)
 		}
 	}
 	md := &moduleData{addr: addr}
@@ -332,24 +327,6 @@ func (r *Runtime) findModuleData(pcHeader uint64, h *pclntabHeader) (*moduleData
 	}
 	r.md = md
 	return md, nil
-}
-
-func (r *Runtime) scanForModuleData(pcHeader uint64, check func(uint64) bool) uint64 {
-	var want [8]byte
-	binary.LittleEndian.PutUint64(want[:], pcHeader)
-	for _, m := range r.Binary.Image.Mappings {
-		if m.Perm&coredump.PermWrite == 0 || m.Size() > 64<<20 {
-			continue
-		}
-		buf := make([]byte, m.Size())
-		n, _ := r.Proc.ReadMemory(buf, m.Start)
-		for i := 0; i+8 <= n; i += 8 {
-			if le64(buf[i:]) == pcHeader && check(m.Start+uint64(i)) {
-				return m.Start + uint64(i)
-			}
-		}
-	}
-	return 0
 }
 
 func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }

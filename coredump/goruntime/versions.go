@@ -1,6 +1,9 @@
 package goruntime
 
-import "github.com/coreexplain/coreexplain/coredump"
+import (
+	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/gobin"
+)
 
 // This file holds every piece of knowledge about the Go runtime that is
 // not read from the binary itself (its DWARF, symbols or pclntab) and
@@ -21,10 +24,12 @@ func defaultFuncFlags() (topFrame, spWrite, asm uint8) { return 1, 2, 4 }
 
 // moduledataPrefix is the layout of the first fields of runtime.moduledata,
 // identical in Go 1.20 through 1.26 (checked against runtime/symtab.go of
-// each release); used when the binary has no DWARF.
+// each release); used when the binary has no DWARF. The fields package
+// gobin finds the moduledata and runtime.text by are its constants, so
+// that TestVersionTables checks them too.
 var moduledataPrefix = map[string]int64{
-	"pcHeader": 0, "funcnametab": 8, "cutab": 32, "filetab": 56, "pctab": 80, "pclntable": 104,
-	"ftab": 128, "findfunctab": 152, "minpc": 160, "maxpc": 168, "text": 176, "etext": 184,
+	"pcHeader": gobin.ModuledataPcHeaderOffset, "funcnametab": gobin.ModuledataFuncnametabOffset, "cutab": 32, "filetab": 56, "pctab": 80, "pclntable": 104,
+	"ftab": 128, "findfunctab": 152, "minpc": 160, "maxpc": 168, "text": gobin.ModuledataTextOffset, "etext": gobin.ModuledataEtextOffset,
 	"noptrdata": 192, "enoptrdata": 200, "data": 208, "edata": 216, "bss": 224, "ebss": 232,
 	"noptrbss": 240, "enoptrbss": 248, "covctrs": 256, "ecovctrs": 264, "end": 272,
 	"gcdata": 280, "gcbss": 288, "types": 296, "etypes": 304, "rodata": 312, "gofunc": 320,

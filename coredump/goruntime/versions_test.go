@@ -2,6 +2,8 @@ package goruntime
 
 import (
 	"testing"
+
+	"github.com/coreexplain/coreexplain/coredump/gobin"
 )
 
 // TestVersionTables checks every fact versions.go states without reading
@@ -87,12 +89,12 @@ func TestVersionTables(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := parsePclntabHeader(data)
+		h, err := gobin.ParseHeader(data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if (h.textStart != 0) != pcHeaderHasTextStart(l.rt.Version) {
-			t.Errorf("pcHeader.textStart = %#x in %s, table says present=%v", h.textStart, l.rt.Version, pcHeaderHasTextStart(l.rt.Version))
+		if (h.TextStart != 0) != pcHeaderHasTextStart(l.rt.Version) {
+			t.Errorf("pcHeader.textStart = %#x in %s, table says present=%v", h.TextStart, l.rt.Version, pcHeaderHasTextStart(l.rt.Version))
 		}
 	})
 }

@@ -134,7 +134,6 @@ type Runtime struct {
 	unwind  map[int][]Frame
 	heap    *heapState
 	cranges map[*coredump.Image]*cRanges
-	gofuncs *goFuncs
 }
 
 var le = binary.LittleEndian
