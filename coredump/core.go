@@ -1009,7 +1009,7 @@ func (c *coreMemory) readMapping(m *Mapping, b []byte, addr uint64) error {
 		if err := c.readCore(m, b[:k], addr); err != nil {
 			return err
 		}
-		b, addr, off = b[k:], addr+k, off+k
+		b, addr = b[k:], addr+k
 		if len(b) == 0 {
 			return nil
 		}

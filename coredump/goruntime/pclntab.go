@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"unsafe"
 )
@@ -88,11 +87,11 @@ func (t *FuncTable) u32(b []byte, off uint32) uint32 {
 
 // pclntabHeader holds the fields of runtime.pcHeader.
 type pclntabHeader struct {
-	magic                                                     uint32
-	minLC, ptrSize                                            uint8
-	nfunc, nfiles                                             uint64
-	textStart                                                 uint64
-	funcnameOff, cuOff, filetabOff, pctabOff, pclnOff, length uint64
+	magic                                             uint32
+	minLC, ptrSize                                    uint8
+	nfunc, nfiles                                     uint64
+	textStart                                         uint64
+	funcnameOff, cuOff, filetabOff, pctabOff, pclnOff uint64
 }
 
 func parsePclntabHeader(data []byte) (*pclntabHeader, error) {
@@ -623,11 +622,3 @@ func (t *FuncTable) IsWrapper(id uint8) bool { return t.ids.wrapper != 0 && id =
 
 // KindOfID returns the role of a raw FuncID.
 func (t *FuncTable) KindOfID(id uint8) FuncKind { return t.ids.kindOf(id, Func{}) }
-
-// sortedNames returns every function name, for tests and diagnostics.
-func (t *FuncTable) sortedNames() []string {
-	names := make([]string, 0, t.nfunc)
-	t.Funcs(func(f Func) bool { names = append(names, f.Name()); return true })
-	sort.Strings(names)
-	return names
-}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 
@@ -578,11 +577,6 @@ func (r *Runtime) MByID(id int64) *M {
 		}
 	}
 	return nil
-}
-
-// sortGs keeps allgs order but is used by callers wanting id order.
-func sortGsByID(gs []*G) {
-	sort.Slice(gs, func(i, j int) bool { return gs[i].ID < gs[j].ID })
 }
 
 // HeapTotal is one figure of the heap's size.
