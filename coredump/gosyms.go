@@ -13,8 +13,9 @@ import (
 // function names.
 
 // ModuledataTextOffset is the offset of runtime.moduledata's text field in
-// Go 1.20 through 1.26 (checked against each release's DWARF by the
-// goruntime fallback tables' tests).
+// Go 1.20 through 1.26: goruntime's moduledataPrefix["text"], which
+// goruntime's TestVersionTables checks against each release's DWARF and
+// against this constant.
 const ModuledataTextOffset = 176
 
 // GoTextStart returns the address function entries in a Go binary's

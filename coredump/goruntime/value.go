@@ -233,7 +233,10 @@ func runtimeFloat(v float64) string {
 	return string(buf[:])
 }
 
-// field reads the struct field called name of the value at addr.
+// fieldOf returns the field called name of the struct type rt (its
+// offset and type, from the type descriptor); false when rt is nil or has
+// no such field. It reads no memory: callers add the offset to the
+// struct's address.
 func fieldOf(rt *rtype, name string) (rfield, bool) {
 	if rt == nil {
 		return rfield{}, false

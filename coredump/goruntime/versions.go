@@ -5,6 +5,11 @@ package goruntime
 // that differs, or could differ, between releases. Everything else in the
 // package reads the binary. The tests in versions_test.go check these
 // facts against the DWARF of binaries built with each supported toolchain.
+// Package coredump, which names the functions of a stripped Go binary
+// before this package is involved, keeps its own copy of two of them in
+// gosyms.go: moduledata's text offset (ModuledataTextOffset, checked
+// against moduledataPrefix by TestVersionTables) and that the pcHeader
+// stops recording the text start in Go 1.26 (pcHeaderHasTextStart).
 
 // MinVersion and MaxVersion bound the Go releases this package reads.
 var (

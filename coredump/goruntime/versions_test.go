@@ -2,6 +2,8 @@ package goruntime
 
 import (
 	"testing"
+
+	"github.com/coreexplain/coreexplain/coredump"
 )
 
 // TestVersionTables checks every fact versions.go states without reading
@@ -19,6 +21,11 @@ func TestVersionTables(t *testing.T) {
 			if err != nil || got != off {
 				t.Errorf("moduledata.%s at %d (%v), table says %d", field, got, err, off)
 			}
+		}
+		// package coredump's copy of the text field's offset, which it
+		// cannot import from here.
+		if got := moduledataPrefix["text"]; got != coredump.ModuledataTextOffset {
+			t.Errorf("coredump.ModuledataTextOffset is %d, moduledataPrefix says %d", coredump.ModuledataTextOffset, got)
 		}
 		// Function flags.
 		top, spw, asm := defaultFuncFlags()
