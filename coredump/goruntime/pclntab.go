@@ -327,14 +327,12 @@ func (t *FuncTable) pcvalue(f Func, off uint32, targetpc uint64) (int32, bool) {
 	first := true
 	for {
 		var ok bool
-		prev := pc
 		p, ok = t.step(p, &pc, &val, first)
 		if !ok {
 			return -1, false
 		}
 		first = false
 		if targetpc < pc {
-			_ = prev
 			return val, true
 		}
 	}

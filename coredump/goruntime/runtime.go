@@ -318,14 +318,22 @@ func (r *Runtime) findModuleData(pcHeader uint64, h *pclntabHeader) (*moduleData
 		}
 	}
 	md := &moduleData{addr: addr}
+	var readErr error
 	read := func(field string) uint64 {
-		v, _ := r.Proc.ReadUint64(addr + uint64(off(field)))
+		v, err := r.Proc.ReadUint64(addr + uint64(off(field)))
+		if err != nil && readErr == nil {
+			readErr = fmt.Errorf("moduledata.%s: %w", field, err)
+		}
 		return v
 	}
 	md.text, md.etext = read("text"), read("etext")
 	md.types, md.etypes, md.rodata, md.gofunc = read("types"), read("etypes"), read("rodata"), read("gofunc")
 	md.noptrdata, md.enoptrdata, md.data, md.edata = read("noptrdata"), read("enoptrdata"), read("data"), read("edata")
 	md.bss, md.ebss, md.noptrbss, md.enoptrbss = read("bss"), read("ebss"), read("noptrbss"), read("enoptrbss")
+	if readErr != nil {
+		// A zero bound would pass for a real one.
+		return nil, fmt.Errorf("moduledata at %#x: %w", addr, readErr)
+	}
 	if md.text == 0 || md.etext <= md.text {
 		return nil, fmt.Errorf("moduledata at %#x has text %#x-%#x", addr, md.text, md.etext)
 	}
@@ -341,7 +349,7 @@ func (r *Runtime) scanForModuleData(pcHeader uint64, check func(uint64) bool) ui
 			continue
 		}
 		buf := make([]byte, m.Size())
-		n, _ := r.Proc.ReadMemory(buf, m.Start)
+		n, _ := r.Proc.ReadMemory(buf, m.Start) // what is readable is searched; the rest cannot hold it
 		for i := 0; i+8 <= n; i += 8 {
 			if le64(buf[i:]) == pcHeader && check(m.Start+uint64(i)) {
 				return m.Start + uint64(i)
@@ -381,8 +389,13 @@ func (r *Runtime) readProcessFacts() {
 		}
 	}
 	if a, _, ok := r.global("runtime.argslice"); ok {
-		ptr, _ := p.ReadUint64(a)
-		n, _ := p.ReadUint64(a + 8)
+		var hdr [16]byte // []string: data pointer, length
+		ptr, n := uint64(0), uint64(0)
+		if _, err := p.ReadMemory(hdr[:], a); err != nil {
+			r.note("command line: runtime.argslice: %v", err) // argv is tried below
+		} else {
+			ptr, n = le64(hdr[:]), le64(hdr[8:])
+		}
 		if ptr != 0 && n > 0 && n <= maxArgs {
 			for i := uint64(0); i < n; i++ {
 				s, err := r.readGoString(ptr + 16*i)
