@@ -63,7 +63,7 @@ func cgoCalls(p *coredump.Process, gr *goruntime.Runtime, fn string) []string {
 		return nil
 	}
 	code := make([]byte, size)
-	n, _ := p.ReadMemory(code, f.Entry)
+	n, _ := p.ReadMemory(code, f.Entry) // disassemble the readable prefix only
 	var out []string
 	seen := map[string]bool{}
 	for i := 0; i < n; {

@@ -380,7 +380,7 @@ func ruleCHeapCorruption(f *Facts) []Finding {
 	if flt == nil {
 		return nil
 	}
-	msg, _ := rt.AbortMessage()
+	msg, _ := rt.AbortMessage() // c-abort notes its error
 	heapMsg := msg != nil && isHeapMessage(msg.Text)
 	cframes := flt.CFrames()
 	var mallocFrame *libc.Frame

@@ -36,7 +36,7 @@ func (r *Runtime) errnoAccess(addr uint64, depth int, seen map[uint64]bool) (rea
 		size = maxUseScan
 	}
 	code := make([]byte, size)
-	n, _ := r.Proc.ReadMemory(code, addr)
+	n, _ := r.Proc.ReadMemory(code, addr) // scan the readable prefix of the function only
 	code = code[:n]
 	var tainted uint16 // registers holding the errno address
 	for i := 0; i < len(code); {
@@ -136,7 +136,7 @@ func (r *Runtime) isErrnoFunc(t uint64) bool {
 		return true
 	}
 	var code [16]byte
-	n, _ := r.Proc.ReadMemory(code[:], t)
+	n, _ := r.Proc.ReadMemory(code[:], t) // decode what is readable; a cut instruction fails to decode
 	b, at := code[:n], t
 	if bytes.HasPrefix(b, endbr64) {
 		b, at = b[4:], t+4

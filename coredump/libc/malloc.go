@@ -307,7 +307,7 @@ func (r *Runtime) findMainArena(lib *Lib) (uint64, string, error) {
 // (lea sym(%rip) on x86-64, adrp+add on arm64).
 func (r *Runtime) addressesTaken(pc, size uint64) []uint64 {
 	code := make([]byte, size)
-	n, _ := r.Proc.ReadMemory(code, pc)
+	n, _ := r.Proc.ReadMemory(code, pc) // scan the readable prefix only: candidates are validated as arenas
 	code = code[:n]
 	var out []uint64
 	if r.Arch == coredump.ArchARM64 {
@@ -388,7 +388,9 @@ func (r *Runtime) readArena(a uint64, main bool) (*Arena, error) {
 	if ar.Top, err = p.ReadUint64(a + msTop); err != nil {
 		return nil, err
 	}
-	ar.SystemMem, _ = p.ReadUint64(a + msSystemMem)
+	if ar.SystemMem, err = p.ReadUint64(a + msSystemMem); err != nil {
+		r.note("malloc arena %#x: system_mem: %v", a, err) // 0 would read as an empty arena
+	}
 	if ar.Top == 0 || ar.Top == a+msBins-chunkHdr {
 		return ar, nil // initial_top: the unsorted bin header, no heap yet
 	}
