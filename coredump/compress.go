@@ -276,7 +276,7 @@ func copyCore(dst *coreCopy, dec io.Reader) (n int64, extra bool, err error) {
 		return done(err)
 	}
 	var one [1]byte
-	k, _ := io.ReadFull(dec, one[:])
+	k, _ := io.ReadFull(dec, one[:]) // only whether one more byte exists matters
 	return n, k > 0, nil
 }
 

@@ -120,7 +120,7 @@ func maybeDecompress(f *os.File, corePath, dir string) (Compression, *coreCopy, 
 		return Uncompressed, nil, "", nil // openCore says what is wrong
 	}
 	var head [8]byte
-	n, _ := f.ReadAt(head[:], 0)
+	n, _ := f.ReadAt(head[:], 0) // a file shorter than a magic is uncompressed; reading it reports the error
 	c := compressionOf(head[:n])
 	if c == Uncompressed {
 		return c, nil, "", nil
@@ -147,7 +147,7 @@ func openCore(f *os.File, corePath, exePath string, opts Options) (p *Process, e
 	}
 	size := st.Size()
 	var ident [20]byte
-	n, _ := f.ReadAt(ident[:], 0)
+	n, _ := f.ReadAt(ident[:], 0) // a short read is the error below
 	if n < len(ident) || string(ident[:4]) != elf.ELFMAG {
 		return nil, &InputError{Path: corePath, Msg: "not an ELF core file (" + describeMagic(ident[:min(n, 4)], size) + ")"}
 	}
@@ -1009,7 +1009,7 @@ func (c *coreMemory) readMapping(m *Mapping, b []byte, addr uint64) error {
 		if err := c.readCore(m, b[:k], addr); err != nil {
 			return err
 		}
-		b, addr, off = b[k:], addr+k, off+k
+		b, addr = b[k:], addr+k
 		if len(b) == 0 {
 			return nil
 		}

@@ -163,7 +163,8 @@ func TestDumpReadsBack(t *testing.T) {
 	var delveGs []int64
 	for _, g := range gs {
 		// Delve lists the extra M's g of a cgo program, whose status
-		// Go 1.26 calls _Gdeadextra (delve-notes trap 5).
+		// Go 1.26 calls _Gdeadextra (src/runtime/runtime2.go); Delve
+		// v1.27.2 filters only _Gdead (pkg/proc/variables.go).
 		if g.Status != 11 {
 			delveGs = append(delveGs, g.ID)
 		}

@@ -23,7 +23,9 @@ var errDelveLive = errors.New("Delve's view is available for core files only")
 // executable, for DWARF-level work: types, variables, expression
 // evaluation. Trust its memory only for bytes stored in the core or
 // belonging to the executable: for shared-library ranges it returns the
-// executable's bytes (shared/reference/delve-notes.md, trap 1).
+// executable's bytes, with no error (Delve v1.27.2 pkg/proc/core/
+// linux_core.go, buildMemory, maps every NT_FILE range onto the
+// executable).
 func (p *Process) Delve() (*proc.Target, error) {
 	if p.Live() {
 		return nil, errDelveLive

@@ -106,7 +106,7 @@ func buildIDsFromNotes(h *elfHeader, r io.ReaderAt, useVaddr bool) BuildIDs {
 		if _, err := r.ReadAt(buf, int64(at)); err != nil {
 			continue
 		}
-		notes, _ := parseNotes(buf, int64(ph.Off))
+		notes, _ := parseNotes(buf, int64(ph.Off)) // the notes before a damaged one still name the build
 		for _, n := range notes {
 			switch {
 			case n.Name == "GNU" && n.Type == ntGNUBuildID && ids.GNU == "":

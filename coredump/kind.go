@@ -2,7 +2,6 @@ package coredump
 
 import (
 	"debug/elf"
-	"fmt"
 	"io"
 	"os"
 )
@@ -19,15 +18,6 @@ const (
 	KindCompressed                 // a zstd, lz4, xz or gzip stream, as cores are stored
 	KindELF                        // any other ELF file: an executable or a shared library
 )
-
-var fileKindNames = [...]string{KindOther: "other", KindCore: "core", KindCompressed: "compressed", KindELF: "ELF"}
-
-func (k FileKind) String() string {
-	if int(k) < len(fileKindNames) {
-		return fileKindNames[k]
-	}
-	return fmt.Sprintf("FileKind(%d)", uint8(k))
-}
 
 // KindOf reads the first bytes of the file at path and says what it is.
 // It fails only when the file cannot be opened or read.

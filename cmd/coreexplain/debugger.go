@@ -37,7 +37,6 @@ type debugger struct {
 // launch is one debugger session: what the analysis found and where its
 // files are.
 type launch struct {
-	dir      string // the session's directory in the user's cache
 	helpers  string // the helper file, written into dir
 	report   string // coreexplain's JSON report, in dir
 	init     string // the command file that loads both, in dir

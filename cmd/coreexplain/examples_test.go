@@ -14,11 +14,6 @@ import (
 	"github.com/coreexplain/coreexplain/fixtures/fixturetest"
 )
 
-// examplePlaceholders are the names the help examples give their inputs;
-// TestHelpExamples puts a real core, its binary and a directory in their
-// place.
-var examplePlaceholders = []string{"core.1234", "/var/tmp/server.core", "./server", "/srv/container-root"}
-
 // TestHelpExamples runs every help example of every command that reads a
 // core, as printed, on the cgo-dangling-slice fixture's core and binary
 // (the slice examples are written for it): core.1234 and

@@ -507,7 +507,7 @@ func (h *HangFacts) frameWords(fr *goruntime.Frame) []uint64 {
 		return nil
 	}
 	b := make([]byte, fr.CFA-fr.SP)
-	n, _ := h.p.ReadMemory(b, fr.SP)
+	n, _ := h.p.ReadMemory(b, fr.SP) // the readable words of the frame only
 	out := make([]uint64, n/8)
 	for i := range out {
 		out[i] = uint64(b[8*i]) | uint64(b[8*i+1])<<8 | uint64(b[8*i+2])<<16 | uint64(b[8*i+3])<<24 |

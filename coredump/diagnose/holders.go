@@ -332,7 +332,7 @@ func (h *HangFacts) indexStacks() {
 		found = found[:0]
 		for a := lo &^ 7; a < hi; a += stackScanChunk {
 			b := buf[:min(uint64(len(buf)), hi-a)]
-			m, _ := h.p.ReadMemory(b, a)
+			m, _ := h.p.ReadMemory(b, a) // scan the m readable bytes only
 			for off := 0; off+8 <= m; off += 8 {
 				v := binary.LittleEndian.Uint64(b[off:])
 				if k := targetHash(v); filter[k/64]&(1<<(k%64)) == 0 {

@@ -14,9 +14,12 @@ import (
 // errno-wrong-thread: a goroutine that is not locked to its OS thread
 // sets errno in one cgo call and reads it in another; the goroutine can
 // move to another thread between the calls (any blocking operation lets
-// the scheduler run it elsewhere), and errno is per thread
-// (shared/reference/tls-errno-facts.md). cgo's two-result call form
-// (r, err := C.f()) reads errno inside the same call.
+// the scheduler run it elsewhere), and errno is per thread: errno is
+// *__errno_location() (glibc and musl <errno.h>), a thread-local
+// variable in glibc (csu/errno.c) and struct pthread's errno_val in musl
+// (src/errno/__errno_location.c); both __errno_location add the thread
+// pointer, %fs:0 on x86-64. cgo's two-result call form (r, err := C.f())
+// reads errno inside the same call (Go src/cmd/cgo/doc.go).
 func init() {
 	Register(Rule{Name: "errno-wrong-thread", Run: ruleErrnoWrongThread})
 }
@@ -55,7 +58,7 @@ func cgoCalls(p *coredump.Process, gr *goruntime.Runtime, fn string) []string {
 	if !ok || p.Arch != coredump.ArchAMD64 {
 		return nil
 	}
-	code, _ := insn.ReadCode(p, p.Arch, f.Entry, f.End(), maxFuncScan)
+	code, _ := insn.ReadCode(p, p.Arch, f.Entry, f.End(), maxFuncScan) // disassemble the readable prefix only
 	var out []string
 	seen := map[string]bool{}
 	for r := range code.Refs() {

@@ -10,8 +10,12 @@ import (
 )
 
 // Rules about the C runtime: several C libraries in one process, errno
-// slots that disagree, C aborts and heap corruption
-// (shared/reference/tls-errno-facts.md, crash-classes.md).
+// slots that disagree, C aborts and heap corruption. The x86-64 TCB
+// header an errno slot can land in is glibc's tcbhead_t
+// (sysdeps/x86_64/nptl/tls.h); abort texts are glibc's __abort_msg
+// (stdlib/abort.c) with the messages listed at isHeapMessage; musl keeps
+// no abort text, and its internal checks crash with a_crash, hlt on
+// x86-64 (arch/x86_64/atomic_arch.h).
 func init() {
 	Register(Rule{Name: "libc-mix", Run: ruleLibcMix})
 	Register(Rule{Name: "errno-slot-mismatch", Run: ruleErrnoSlotMismatch})
@@ -376,7 +380,7 @@ func ruleCHeapCorruption(f *Facts) []Finding {
 	if flt == nil {
 		return nil
 	}
-	msg, _ := rt.AbortMessage()
+	msg, _ := rt.AbortMessage() // c-abort notes its error
 	heapMsg := msg != nil && isHeapMessage(msg.Text)
 	cframes := flt.CFrames()
 	var mallocFrame *libc.Frame

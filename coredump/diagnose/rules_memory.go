@@ -416,6 +416,7 @@ func implicated(f *Facts, ft *memory.Fault, gp memory.GoPointer) []string {
 	}
 	n := min(hi-lo, 512)
 	buf := make([]byte, n)
+	// Only the readable bytes are searched.
 	if got, _ := f.Proc.ReadMemory(buf, lo); got > 0 && ft.Addr >= nullPageLimitDiag {
 		for off := 0; off+8 <= got; off += 8 {
 			w := binary.LittleEndian.Uint64(buf[off:])

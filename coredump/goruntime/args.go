@@ -81,6 +81,8 @@ func (r *Runtime) FrameArgs(f *Frame) ([]Arg, error) {
 	}
 	argp := f.CFA // amd64: arguments start at the caller's SP
 	var mem [256]byte
+	// A short read is fine: n bounds the slots used below, and an
+	// argument past it is reported unreadable.
 	n, _ := r.Proc.ReadMemory(mem[:], argp)
 	var out []Arg
 	slot := uint8(0)

@@ -13,10 +13,6 @@ import (
 
 const manyFixture = "go-many-goroutines"
 
-// isBenchFixture reports the fixture built for benchmarks: dumped without
-// the runtime's traceback, too big for the slow oracles.
-func isBenchFixture(f *fixtures.Fixture) bool { return f.Name == manyFixture }
-
 // TestManyGoroutines checks the 100000-goroutine core: every goroutine
 // listed, unwound to its start and grouped into the 32 stacks the program
 // made, each with its share.

@@ -9,14 +9,20 @@ import (
 )
 
 // Delve's view of the same core is the second oracle: its goroutine list
-// and its DWARF-based unwinder. Known Delve defects
-// (shared/reference/delve-notes.md) are accounted for, not copied:
-//   - trap 5: on Go 1.26 it lists the extra M's g parked in _Gdeadextra
-//     (status 11), which is no goroutine; we do not count it.
-//   - trap 8: it cannot unwind C frames inside shared libraries (libc): we
-//     compare up to the first frame outside the executable.
-//   - trap 9: after runtime.asmcgocall it shows a bogus 0x0 frame and
-//     loses the goroutine's frames; we compare up to asmcgocall.
+// and its DWARF-based unwinder. Known defects of Delve v1.27.2 are
+// accounted for, not copied:
+//   - on Go 1.26 it lists the extra M's g parked in _Gdeadextra (status
+//     11, Go 1.26 src/runtime/runtime2.go), which is no goroutine; we do
+//     not count it. Its G status constants stop at Gcopystack (8) and
+//     GoroutinesInfo drops only Gdead (Delve v1.27.2
+//     pkg/proc/variables.go).
+//   - it cannot unwind C frames inside shared libraries (libc): its core
+//     backend loads no shared library (only pkg/proc/native and gdbserial
+//     call linutil.ElfUpdateSharedObjects) and libc carries no DWARF, so
+//     its stack repeats one unknown pc there. We compare up to the first
+//     frame outside the executable.
+//   - after runtime.asmcgocall it shows a bogus 0x0 frame and loses the
+//     goroutine's frames; we compare up to asmcgocall.
 //   - it unwinds a g0 stack without jumping to the goroutine at
 //     runtime.systemstack/morestack, and stops at mcall: we compare the
 //     frames before such a jump.
@@ -29,7 +35,8 @@ import (
 //   - past runtime.mstart (a top frame, where the runtime's traceback
 //     stops) it continues into runtime.clone; we stop as the runtime does.
 
-// delveDeadExtra is _Gdeadextra of Go 1.26 (delve-notes trap 5).
+// delveDeadExtra is _Gdeadextra of Go 1.26 (src/runtime/runtime2.go), a
+// status Delve v1.27.2 does not filter.
 const delveDeadExtra = 11
 
 func TestGoroutineCountMatchesDelve(t *testing.T) {

@@ -3,8 +3,6 @@ package goruntime
 import (
 	"errors"
 	"fmt"
-
-	"github.com/coreexplain/coreexplain/coredump"
 )
 
 // Gobuf is a saved goroutine context (runtime.gobuf).
@@ -389,12 +387,4 @@ func (r *Runtime) isSystemStart(pc uint64) bool {
 		return true // finalizer goroutines count as system while idle
 	}
 	return len(name) > 8 && name[:8] == "runtime."
-}
-
-// threadOf returns the core thread whose tid is the M's procid.
-func (r *Runtime) threadOf(m *M) *coredump.Thread {
-	if m == nil || m.ProcID == 0 {
-		return nil
-	}
-	return r.Proc.Thread(int(m.ProcID))
 }

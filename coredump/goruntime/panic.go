@@ -227,7 +227,7 @@ func (r *Runtime) throwString(f Frame) (string, bool) {
 		}
 	}
 	buf := make([]byte, f.CFA-f.SP+16)
-	n, _ := r.Proc.ReadMemory(buf, f.SP)
+	n, _ := r.Proc.ReadMemory(buf, f.SP) // search the readable part of the frame only
 	buf = buf[:n]
 	for off := 0; off+24 <= len(buf); off += 8 {
 		w := le64(buf[off:])

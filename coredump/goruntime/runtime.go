@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 
@@ -314,14 +313,22 @@ func (r *Runtime) findModuleData(pcHeader uint64, h *gobin.Header) (*moduleData,
 		}
 	}
 	md := &moduleData{addr: addr}
+	var readErr error
 	read := func(field string) uint64 {
-		v, _ := r.Proc.ReadUint64(addr + uint64(off(field)))
+		v, err := r.Proc.ReadUint64(addr + uint64(off(field)))
+		if err != nil && readErr == nil {
+			readErr = fmt.Errorf("moduledata.%s: %w", field, err)
+		}
 		return v
 	}
 	md.text, md.etext = read("text"), read("etext")
 	md.types, md.etypes, md.rodata, md.gofunc = read("types"), read("etypes"), read("rodata"), read("gofunc")
 	md.noptrdata, md.enoptrdata, md.data, md.edata = read("noptrdata"), read("enoptrdata"), read("data"), read("edata")
 	md.bss, md.ebss, md.noptrbss, md.enoptrbss = read("bss"), read("ebss"), read("noptrbss"), read("enoptrbss")
+	if readErr != nil {
+		// A zero bound would pass for a real one.
+		return nil, fmt.Errorf("moduledata at %#x: %w", addr, readErr)
+	}
 	if md.text == 0 || md.etext <= md.text {
 		return nil, fmt.Errorf("moduledata at %#x has text %#x-%#x", addr, md.text, md.etext)
 	}
@@ -359,8 +366,13 @@ func (r *Runtime) readProcessFacts() {
 		}
 	}
 	if a, _, ok := r.global("runtime.argslice"); ok {
-		ptr, _ := p.ReadUint64(a)
-		n, _ := p.ReadUint64(a + 8)
+		var hdr [16]byte // []string: data pointer, length
+		ptr, n := uint64(0), uint64(0)
+		if _, err := p.ReadMemory(hdr[:], a); err != nil {
+			r.note("command line: runtime.argslice: %v", err) // argv is tried below
+		} else {
+			ptr, n = le64(hdr[:]), le64(hdr[8:])
+		}
 		if ptr != 0 && n > 0 && n <= maxArgs {
 			for i := uint64(0); i < n; i++ {
 				s, err := r.readGoString(ptr + 16*i)
@@ -555,11 +567,6 @@ func (r *Runtime) MByID(id int64) *M {
 		}
 	}
 	return nil
-}
-
-// sortGs keeps allgs order but is used by callers wanting id order.
-func sortGsByID(gs []*G) {
-	sort.Slice(gs, func(i, j int) bool { return gs[i].ID < gs[j].ID })
 }
 
 // HeapTotal is one figure of the heap's size.

@@ -5,7 +5,6 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
-	"sort"
 
 	"github.com/coreexplain/coreexplain/coredump"
 )
@@ -483,11 +482,6 @@ func (r *Runtime) tlsOffsetFromCode(f *elf.File) (int64, bool) {
 		}
 	}
 	return best, bestN > 0 && best < 0 && best > -1<<20
-}
-
-// sortThreads orders threads by tid (for stable output).
-func sortThreads(ts []*Thread) {
-	sort.Slice(ts, func(i, j int) bool { return ts[i].TID < ts[j].TID })
 }
 
 // hasCrashPath reports a stack that runs the runtime's crash machinery.

@@ -194,7 +194,7 @@ func (t *typeReader) nameAt(addr uint64) string {
 		return ""
 	}
 	var b [12]byte
-	n, _ := t.r.Proc.ReadMemory(b[:], addr)
+	n, _ := t.r.Proc.ReadMemory(b[:], addr) // a name near the end of a mapping: n bounds what is decoded
 	if n < 2 {
 		return ""
 	}

@@ -60,7 +60,7 @@ type Frame struct {
 	// hides.
 	Wrapper bool
 	// Plumbing marks signal handling and crash machinery (see
-	// IsCrashPlumbing) and the signal frame itself.
+	// crashPlumbing) and the signal frame itself.
 	Plumbing bool
 	// G is the g whose stack holds the frame (nil for a thread unknown to
 	// the runtime).

@@ -81,7 +81,13 @@ func (r *Runtime) valueOf(typ, data uint64, depth int) *Value {
 		v.Repr = r.repr(rt, addr, depth)
 	}
 	v.IsError = r.types.hasMethod(rt, "Error")
-	if text, wrapped, ok := r.errorText(rt, data, depth); ok {
+	text, wrapped, ok := r.errorText(rt, data, depth)
+	for _, w := range wrapped {
+		if w.Err != nil && v.Err == nil {
+			v.Err = fmt.Errorf("wrapped %s: %w", w.Type, w.Err)
+		}
+	}
+	if ok {
 		v.Text, v.Wrapped, v.IsError = text, wrapped, true
 		return v
 	}
@@ -233,7 +239,10 @@ func runtimeFloat(v float64) string {
 	return string(buf[:])
 }
 
-// field reads the struct field called name of the value at addr.
+// fieldOf returns the field called name of the struct type rt (its
+// offset and type, from the type descriptor); false when rt is nil or has
+// no such field. It reads no memory: callers add the offset to the
+// struct's address.
 func fieldOf(rt *rtype, name string) (rfield, bool) {
 	if rt == nil {
 		return rfield{}, false
@@ -274,49 +283,42 @@ func (r *Runtime) errorText(rt *rtype, data uint64, depth int) (string, []*Value
 		s, err := r.readGoString(base + f.offset)
 		return s, err == nil
 	}
+	// errField reads an error-typed field: nil, false when the type has
+	// no such field; an unreadable marker (Err set), false when memory
+	// fails, so that the chain shows the gap instead of ending there.
 	errField := func(name string) (*Value, bool) {
 		f, ok := fieldOf(st, name)
 		if !ok {
 			return nil, false
 		}
-		itab, err1 := r.Proc.ReadUint64(base + f.offset)
-		d, err2 := r.Proc.ReadUint64(base + f.offset + 8)
-		if err1 != nil || err2 != nil {
-			return nil, false
-		}
-		if itab == 0 {
-			return &Value{Type: "nil", Text: "<nil>"}, true
-		}
-		typ, err := r.Proc.ReadUint64(itab + 8)
-		if err != nil {
-			return nil, false
-		}
-		return r.valueOf(typ, d, depth+1), true
+		v, err := r.ifaceAt(base+f.offset, depth)
+		return v, err == nil
 	}
 	errSlice := func(name string) ([]*Value, bool) {
 		f, ok := fieldOf(st, name)
 		if !ok {
 			return nil, false
 		}
-		ptr, _ := r.Proc.ReadUint64(base + f.offset)
-		n, err := r.Proc.ReadUint64(base + f.offset + 8)
-		if err != nil || n > maxErrorChain {
+		var hdr [16]byte // []error: data pointer, length
+		if _, err := r.Proc.ReadMemory(hdr[:], base+f.offset); err != nil {
+			return []*Value{unreadableValue(base+f.offset, err)}, false
+		}
+		ptr, n := le64(hdr[:]), le64(hdr[8:])
+		if n > maxErrorChain {
 			return nil, false
 		}
 		var out []*Value
+		ok = true
 		for i := uint64(0); i < n; i++ {
-			itab, _ := r.Proc.ReadUint64(ptr + 16*i)
-			d, _ := r.Proc.ReadUint64(ptr + 16*i + 8)
-			if itab == 0 {
+			v, err := r.ifaceAt(ptr+16*i, depth)
+			if err != nil {
+				ok = false
+			} else if v.Type == "nil" { // errors.Join and fmt drop nil errors
 				continue
 			}
-			typ, err := r.Proc.ReadUint64(itab + 8)
-			if err != nil {
-				return nil, false
-			}
-			out = append(out, r.valueOf(typ, d, depth+1))
+			out = append(out, v)
 		}
-		return out, true
+		return out, ok
 	}
 	nilPtr := rt.kind == reflect.Pointer && data == 0
 	if nilPtr && st != nil {
@@ -327,17 +329,19 @@ func (r *Runtime) errorText(rt *rtype, data uint64, depth int) (string, []*Value
 		s, ok := str("s")
 		return s, nil, ok
 	case "*fmt.wrapError":
+		// Error() is msg alone (fmt/errors.go), so an unreadable err
+		// costs only the chain, where its unreadable marker stays.
 		msg, ok := str("msg")
 		w, _ := errField("err")
 		return msg, nonNil(w), ok
 	case "*fmt.wrapErrors":
 		msg, ok := str("msg")
-		ws, _ := errSlice("errs")
+		ws, _ := errSlice("errs") // as for wrapError: msg is the text
 		return msg, ws, ok
 	case "*errors.joinError":
 		ws, ok := errSlice("errs")
 		if !ok {
-			return "", nil, false
+			return "", ws, false
 		}
 		var parts []string
 		for _, w := range ws {
@@ -363,39 +367,45 @@ func (r *Runtime) errorText(rt *rtype, data uint64, depth int) (string, []*Value
 		}
 		return sc + ": " + w.Text, nonNil(w), true
 	case "*os.LinkError":
-		op, _ := str("Op")
-		old, _ := str("Old")
-		nw, _ := str("New")
+		op, ok1 := str("Op")
+		old, ok2 := str("Old")
+		nw, ok3 := str("New")
 		w, ok := errField("Err")
-		if !ok || w.Text == "" {
+		if !(ok1 && ok2 && ok3 && ok) || w.Text == "" {
 			return "", nonNil(w), false
 		}
 		return op + " " + old + " " + nw + ": " + w.Text, nonNil(w), true
 	case "*url.Error":
-		op, _ := str("Op")
-		u, _ := str("URL")
+		op, ok1 := str("Op")
+		u, ok2 := str("URL")
 		w, ok := errField("Err")
-		if !ok || w.Text == "" {
+		if !(ok1 && ok2 && ok) || w.Text == "" {
 			return "", nonNil(w), false
 		}
 		return op + " " + strconv.Quote(u) + ": " + w.Text, nonNil(w), true
 	case "*strconv.NumError":
-		fn, _ := str("Func")
-		num, _ := str("Num")
+		fn, ok1 := str("Func")
+		num, ok2 := str("Num")
 		w, ok := errField("Err")
-		if !ok || w.Text == "" {
+		if !(ok1 && ok2 && ok) || w.Text == "" {
 			return "", nonNil(w), false
 		}
 		return "strconv." + fn + ": parsing " + strconv.Quote(num) + ": " + w.Text, nonNil(w), true
 	case "*net.DNSError":
-		e, _ := str("Err")
-		name, _ := str("Name")
-		server, _ := str("Server")
+		e, ok1 := str("Err")
+		name, ok2 := str("Name")
+		server, ok3 := str("Server")
+		// UnwrapErr exists from Go 1.23 on (net/net.go) and is not part
+		// of Error(): when it is missing the chain is empty, when
+		// unreadable it holds the marker.
+		w, _ := errField("UnwrapErr")
+		if !(ok1 && ok2 && ok3) {
+			return "", nonNil(w), false
+		}
 		s := "lookup " + name
 		if server != "" {
 			s += " on " + server
 		}
-		w, _ := errField("UnwrapErr")
 		return s + ": " + e, nonNil(w), true
 	case "*net.OpError":
 		return r.opErrorText(st, base, depth)
@@ -424,6 +434,32 @@ func (r *Runtime) errorText(rt *rtype, data uint64, depth int) (string, []*Value
 		return "context deadline exceeded", nil, true
 	}
 	return "", nil, false
+}
+
+// unreadableValue marks a value whose interface words could not be read
+// (the same shape ErrorValue gives an unreadable itab).
+func unreadableValue(addr uint64, err error) *Value {
+	return &Value{Type: "?", Data: addr, Repr: "<unreadable>", Err: err}
+}
+
+// ifaceAt decodes the non-empty interface (itab, data) stored at addr: a
+// "nil" value for a nil interface; an unreadable marker and the error
+// when its words or its itab cannot be read.
+func (r *Runtime) ifaceAt(addr uint64, depth int) (*Value, error) {
+	var w [16]byte
+	if _, err := r.Proc.ReadMemory(w[:], addr); err != nil {
+		return unreadableValue(addr, err), err
+	}
+	itab, d := le64(w[:]), le64(w[8:])
+	if itab == 0 {
+		return &Value{Type: "nil", Text: "<nil>"}, nil
+	}
+	typ, err := r.Proc.ReadUint64(itab + 8) // itab.Type (internal/abi.ITab)
+	if err != nil {
+		err = fmt.Errorf("itab %#x: %w", itab, err)
+		return unreadableValue(d, err), err
+	}
+	return r.valueOf(typ, d, depth+1), nil
 }
 
 func nonNil(v *Value) []*Value {
@@ -527,7 +563,12 @@ func (r *Runtime) typeAssertionText(st *rtype, addr uint64) (string, []*Value, b
 	}
 	concrete, asserted := le64(b[off("concrete", 8):]), le64(b[off("asserted", 16):])
 	as := name(asserted)
-	mm, _ := r.readGoString(addr + off("missingMethod", 24))
+	mm, err := r.readGoString(addr + off("missingMethod", 24))
+	if err != nil {
+		// Without missingMethod the message would claim another kind
+		// of failure.
+		return "", nil, false
+	}
 	if concrete == 0 {
 		return "interface conversion: " + inter + " is nil, not " + as, nil, true
 	}
@@ -558,94 +599,141 @@ func (t *typeReader) pkgPath(rt *rtype) string {
 	return t.nameAt(t.types + uint64(int64(int32(off))))
 }
 
-// opErrorText is (*net.OpError).Error with the address types net uses.
+// opErrorText is (*net.OpError).Error (net/net.go) with the address types
+// net uses. Every field it prints must be read: a missing Op or address
+// would give a message the program never printed.
 func (r *Runtime) opErrorText(st *rtype, base uint64, depth int) (string, []*Value, bool) {
-	str := func(name string) string {
-		if f, ok := fieldOf(st, name); ok {
-			s, _ := r.readGoString(base + f.offset)
-			return s
-		}
-		return ""
-	}
-	iface := func(name string) *Value {
+	str := func(name string) (string, bool) {
 		f, ok := fieldOf(st, name)
 		if !ok {
-			return nil
+			return "", false
 		}
-		itab, _ := r.Proc.ReadUint64(base + f.offset)
-		d, _ := r.Proc.ReadUint64(base + f.offset + 8)
-		if itab == 0 {
-			return nil
+		s, err := r.readGoString(base + f.offset)
+		return s, err == nil
+	}
+	// addr reads a net.Addr field and computes its String(): nil, true
+	// for a nil interface; false when it cannot be read or its type's
+	// String() is not one netAddrText knows.
+	addr := func(name string) (*Value, bool) {
+		f, ok := fieldOf(st, name)
+		if !ok {
+			return nil, false
 		}
-		typ, err := r.Proc.ReadUint64(itab + 8)
+		v, err := r.ifaceAt(base+f.offset, depth)
 		if err != nil {
-			return nil
+			return v, false
 		}
-		v := r.valueOf(typ, d, depth+1)
-		if v.Text == "" {
-			v.Text = r.netAddrText(r.types.typeAt(typ), d)
+		if v.Type == "nil" {
+			return nil, true
 		}
-		return v
+		text, ok := r.netAddrText(r.types.typeAt(v.TypeAddr), v.Data)
+		if !ok {
+			return v, false
+		}
+		v.Text = text
+		return v, true
 	}
-	s := str("Op")
-	if n := str("Net"); n != "" {
-		s += " " + n
+	op, ok1 := str("Op")
+	nt, ok2 := str("Net")
+	src, ok3 := addr("Source")
+	dst, ok4 := addr("Addr")
+	var w *Value
+	ok5 := false
+	if f, ok := fieldOf(st, "Err"); ok {
+		var err error
+		w, err = r.ifaceAt(base+f.offset, depth)
+		ok5 = err == nil
 	}
-	src, addr := iface("Source"), iface("Addr")
+	if !(ok1 && ok2 && ok3 && ok4 && ok5) || w == nil || w.Text == "" {
+		return "", nonNil(w), false
+	}
+	s := op
+	if nt != "" {
+		s += " " + nt
+	}
 	if src != nil {
 		s += " " + src.Text
 	}
-	if addr != nil {
+	if dst != nil {
 		if src != nil {
 			s += "->"
 		} else {
 			s += " "
 		}
-		s += addr.Text
-	}
-	w := iface("Err")
-	if w == nil || w.Text == "" {
-		return "", nonNil(w), false
+		s += dst.Text
 	}
 	return s + ": " + w.Text, nonNil(w), true
 }
 
-// netAddrText is String() of *net.TCPAddr, *net.UDPAddr and *net.IPAddr.
-func (r *Runtime) netAddrText(rt *rtype, data uint64) string {
+// netAddrText is String() of the address types net's errors carry:
+// *net.TCPAddr, *net.UDPAddr and *net.IPAddr (ip, %zone, :port, as
+// net/tcpsock.go, udpsock.go and iprawsock.go print them) and
+// *net.UnixAddr (its Name, net/unixsock.go). false for another type or
+// when a field cannot be read.
+func (r *Runtime) netAddrText(rt *rtype, data uint64) (string, bool) {
+	switch rt.name {
+	case "*net.TCPAddr", "*net.UDPAddr", "*net.IPAddr", "*net.UnixAddr":
+	default:
+		return "", false
+	}
 	st := structOf(rt)
-	if st == nil || data == 0 {
-		return "<nil>"
+	if st == nil {
+		return "", false
+	}
+	if data == 0 {
+		return "<nil>", true
+	}
+	if rt.name == "*net.UnixAddr" {
+		nf, ok := fieldOf(st, "Name")
+		if !ok {
+			return "", false
+		}
+		name, err := r.readGoString(data + nf.offset)
+		return name, err == nil
 	}
 	ipf, ok := fieldOf(st, "IP")
 	if !ok {
-		return ""
+		return "", false
 	}
-	ptr, _ := r.Proc.ReadUint64(data + ipf.offset)
-	n, _ := r.Proc.ReadUint64(data + ipf.offset + 8)
-	ip := ""
-	if n == 4 || n == 16 {
+	var hdr [16]byte // IP ([]byte): data pointer, length
+	if _, err := r.Proc.ReadMemory(hdr[:], data+ipf.offset); err != nil {
+		return "", false
+	}
+	ip := "" // a nil IP prints as "" (net/ip.go ipEmptyString)
+	switch ptr, n := le64(hdr[:]), le64(hdr[8:]); n {
+	case 0:
+	case 4, 16:
 		b := make([]byte, n)
-		if _, err := r.Proc.ReadMemory(b, ptr); err == nil {
-			if a, ok := netip.AddrFromSlice(b); ok {
-				ip = a.Unmap().String()
-			}
+		if _, err := r.Proc.ReadMemory(b, ptr); err != nil {
+			return "", false
 		}
+		a, _ := netip.AddrFromSlice(b) // ok for every 4- or 16-byte slice
+		ip = a.Unmap().String()
+	default:
+		return "", false // net.IP.String prints "?" and hex: not decoded
 	}
 	if zf, ok := fieldOf(st, "Zone"); ok {
-		if z, _ := r.readGoString(data + zf.offset); z != "" {
+		z, err := r.readGoString(data + zf.offset)
+		if err != nil {
+			return "", false
+		}
+		if z != "" {
 			ip += "%" + z
 		}
 	}
 	pf, ok := fieldOf(st, "Port")
 	if !ok {
-		return ip
+		return ip, true // *net.IPAddr has no port
 	}
-	port, _ := r.Proc.ReadUint64(data + pf.offset)
+	port, err := r.Proc.ReadUint64(data + pf.offset)
+	if err != nil {
+		return "", false
+	}
 	host := ip
 	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
+		host = "[" + host + "]" // net.JoinHostPort
 	}
-	return host + ":" + strconv.FormatInt(int64(port), 10)
+	return host + ":" + strconv.FormatInt(int64(port), 10), true
 }
 
 // reprDirect renders a pointer-shaped value held in an interface's data
@@ -727,17 +815,28 @@ func (r *Runtime) reprTo(b *strings.Builder, rt *rtype, addr uint64, depth int) 
 			b.WriteString("map[](nil)")
 			return
 		}
-		n, _ := r.Proc.ReadUint64(word) // count/used: the first word in every release
+		n, err := r.Proc.ReadUint64(word) // count/used: the first word in every release
+		if err != nil {
+			fmt.Fprintf(b, "%s(len <unreadable>)", rt.name)
+			return
+		}
 		fmt.Fprintf(b, "%s(len %d)", rt.name, n)
 	case reflect.Interface:
-		d, _ := r.Proc.ReadUint64(addr + 8)
 		if word == 0 {
 			b.WriteString("nil")
 			return
 		}
+		d, err := r.Proc.ReadUint64(addr + 8)
+		if err != nil {
+			b.WriteString("<unreadable>")
+			return
+		}
 		typ := word
 		if !r.types.valid(word) { // a non-empty interface: word is an itab
-			typ, _ = r.Proc.ReadUint64(word + 8)
+			if typ, err = r.Proc.ReadUint64(word + 8); err != nil {
+				b.WriteString("<unreadable>")
+				return
+			}
 		}
 		if depth >= maxValueDepth {
 			fmt.Fprintf(b, "(%s)(%#x)", r.types.typeAt(typ).name, d)
@@ -750,7 +849,11 @@ func (r *Runtime) reprTo(b *strings.Builder, rt *rtype, addr uint64, depth int) 
 		}
 		b.WriteString(v.Repr)
 	case reflect.Slice:
-		n, _ := r.Proc.ReadUint64(addr + 8)
+		n, err := r.Proc.ReadUint64(addr + 8)
+		if err != nil {
+			b.WriteString("<unreadable>")
+			return
+		}
 		b.WriteString(rt.name)
 		b.WriteByte('{')
 		r.elems(b, rt.elem, word, n, depth)

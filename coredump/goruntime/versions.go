@@ -1,15 +1,17 @@
 package goruntime
 
-import (
-	"github.com/coreexplain/coreexplain/coredump"
-	"github.com/coreexplain/coreexplain/coredump/gobin"
-)
+import "github.com/coreexplain/coreexplain/coredump/gobin"
 
 // This file holds every piece of knowledge about the Go runtime that is
 // not read from the binary itself (its DWARF, symbols or pclntab) and
 // that differs, or could differ, between releases. Everything else in the
 // package reads the binary. The tests in versions_test.go check these
 // facts against the DWARF of binaries built with each supported toolchain.
+// Package gobin, which reads a Go binary before there is a process (and
+// which package coredump uses to name a stripped binary's functions),
+// holds the moduledata offsets it needs itself (ModuledataTextOffset, ...);
+// moduledataPrefix below names them, so TestVersionTables checks them
+// against each release's DWARF with the rest.
 
 // MinVersion and MaxVersion bound the Go releases this package reads.
 var (
@@ -83,7 +85,9 @@ var signalTrampolines = map[string]bool{
 
 // crashPlumbing are the functions through which a process dies once the
 // decision to crash is taken, and those that run a signal handler: the
-// report hides them from the crash story (they stay under --all).
+// report hides them from the crash story (they stay under --all). The
+// unwinder marks such frames Frame.Plumbing, looking C functions up
+// without the suffixes of GCC's split-off fragments (coredump.FuncBase).
 var crashPlumbing = map[string]bool{
 	// Go runtime.
 	"runtime.sigtramp": true, "runtime.cgoSigtramp": true, "runtime.sigtrampgo": true,
@@ -108,11 +112,6 @@ var crashPlumbing = map[string]bool{
 	"__syscall_cp_asm": true, "__syscall_cp_c": true, "a_crash": true,
 	"x_cgo_sigaction": true, "_cgo_sigaction": true,
 }
-
-// IsCrashPlumbing reports whether a function only carries the process to
-// its death (signal trampolines, the runtime's crash path, abort/raise)
-// rather than being part of what the program was doing.
-func IsCrashPlumbing(name string) bool { return crashPlumbing[coredump.FuncBase(name)] }
 
 // throwClosures are the closures runtime.throw and runtime.fatal pass to
 // systemstack; their funcval carries the fatal error string right after
@@ -212,7 +211,3 @@ func mapTypeSize(v GoVersion) int64 {
 	}
 	return 40
 }
-
-// printBacklogSize is the size of runtime.printBacklog ([512]byte since
-// it was added in Go 1.16), for binaries without symbols.
-const printBacklogSize = 512

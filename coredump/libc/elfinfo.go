@@ -108,16 +108,6 @@ func (ei *elfInfo) lookup(name string) (elf.Symbol, bool) {
 	return elf.Symbol{}, false
 }
 
-// defines reports whether the image defines any of the names.
-func (ei *elfInfo) defines(names ...string) bool {
-	for _, n := range names {
-		if _, ok := ei.lookup(n); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // hidden reports whether a symbol is invisible to other objects: local
 // binding or hidden/internal visibility.
 func hidden(s elf.Symbol) bool {

@@ -36,8 +36,8 @@ func (r *Runtime) errnoAccess(addr uint64, depth int, seen map[uint64]bool) (rea
 	if size == 0 || size > maxUseScan {
 		size = maxUseScan
 	}
-	code, _ := insn.ReadCode(r.Proc, r.Arch, addr, addr+size, maxUseScan)
-	var tainted uint16 // registers holding the errno address
+	code, _ := insn.ReadCode(r.Proc, r.Arch, addr, addr+size, maxUseScan) // scan the readable prefix of the function only
+	var tainted uint16                                                    // registers holding the errno address
 	for in := range code.Insts() {
 		inst := in.X86
 		switch inst.Op {
@@ -121,7 +121,7 @@ func (r *Runtime) isErrnoFunc(t uint64) bool {
 		return true
 	}
 	var code [16]byte
-	n, _ := r.Proc.ReadMemory(code[:], t)
+	n, _ := r.Proc.ReadMemory(code[:], t) // decode what is readable; a cut instruction fails to decode
 	b, at := code[:n], t
 	if bytes.HasPrefix(b, endbr64) {
 		b, at = b[4:], t+4

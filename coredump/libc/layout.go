@@ -33,8 +33,13 @@ type glibcLayout struct {
 
 // glibc 2.34–2.39 x86-64 values, used only when the descriptors cannot be
 // read (a static executable links no libthread_db data) and checked
-// against every thread's tid before use. From the descriptors of Debian's
-// glibc 2.36 (shared/reference/runtime-layouts.md).
+// against every thread's tid before use. They are the _thread_db_
+// descriptors of Debian 12's libc.so.6 (glibc 2.36, nptl_db/structs.def):
+// sizeof_pthread, pthread_tid, pthread_dtvp, pthread_list,
+// pthread_start_routine, link_map_l_tls_offset and l_tls_modid.
+// stackblock has no descriptor: 0x690 is the offset pthread_getattr_np
+// reads struct pthread.stackblock at in that build (nptl/
+// pthread_getattr_np.c).
 var glibcFallbackAMD64 = glibcLayout{
 	sizeofPthread: 2368, tid: 720, dtv: 8, list: 704, startRoutine: 1592,
 	stackBlock: 0x690, linkMapTLSOff: 1144, linkMapTLSMod: 1152, stackUsed: -1, stackUser: -1,

@@ -5,12 +5,19 @@
 // computed from the code that really runs, glibc's abort message, and
 // glibc malloc chunks.
 //
-// Nothing here is keyed by library version: field offsets come from the
-// descriptors glibc exports for libthread_db, from the code of
-// __errno_location and from relocations, and every layout assumption is
-// checked against the thread's own facts (its tid, its self pointer)
-// before it is used. Layout facts are in shared/reference/tls-errno-facts.md
-// and runtime-layouts.md.
+// Offsets come from the library itself where it says them: the
+// descriptors glibc exports for libthread_db (glibc nptl_db/structs.def),
+// the code of __errno_location and relocations; every layout assumption
+// is checked against the thread's own facts (its tid, its self pointer)
+// before it is used. Three things depend on the library's release:
+// musl's struct pthread (no descriptors) has one layout per range of
+// releases (musl src/internal/pthread_impl.h), picked by the errno offset
+// its __errno_location computes or by where every thread's tid is, never
+// by a version string (an unnamed musl's version is then inferred from
+// the layout); glibc without descriptors (a static executable) gets
+// glibc 2.36's offsets; and malloc's free-list pointers are taken as
+// safe-linked when the glibc version read is 2.32 or later, or unknown
+// (glibc malloc/malloc.c PROTECT_PTR).
 package libc
 
 import (

@@ -71,7 +71,10 @@ func (r *Runtime) readModules() {
 		}
 		m := &Module{LinkMap: lm, Addr: le.Uint64(hdr[0:]), Dynamic: le.Uint64(hdr[16:])}
 		if name := le.Uint64(hdr[8:]); name != 0 {
-			m.Name, _, _ = p.ReadCString(name, maxModuleName)
+			var err error
+			if m.Name, _, err = p.ReadCString(name, maxModuleName); err != nil { // a name longer than the limit keeps its first bytes
+				r.note("loaded objects: link_map at %#x: l_name: %v", lm, err)
+			}
 		}
 		m.Image = p.FindImage(m.Dynamic)
 		r.readModuleTLS(m)

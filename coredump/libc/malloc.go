@@ -307,7 +307,7 @@ func (r *Runtime) findMainArena(lib *Lib) (uint64, string, error) {
 // (lea sym(%rip) on x86-64, adrp+add on arm64), from as much of the
 // size bytes at pc as can be read.
 func (r *Runtime) addressesTaken(pc, size uint64) []uint64 {
-	code, _ := insn.ReadCode(r.Proc, r.Arch, pc, pc+size, size)
+	code, _ := insn.ReadCode(r.Proc, r.Arch, pc, pc+size, size) // scan the readable prefix only: candidates are validated as arenas
 	var out []uint64
 	for ref := range code.Refs() {
 		if ref.Kind == insn.RefAddr {
@@ -360,7 +360,9 @@ func (r *Runtime) readArena(a uint64, main bool) (*Arena, error) {
 	if ar.Top, err = p.ReadUint64(a + msTop); err != nil {
 		return nil, err
 	}
-	ar.SystemMem, _ = p.ReadUint64(a + msSystemMem)
+	if ar.SystemMem, err = p.ReadUint64(a + msSystemMem); err != nil {
+		r.note("malloc arena %#x: system_mem: %v", a, err) // 0 would read as an empty arena
+	}
 	if ar.Top == 0 || ar.Top == a+msBins-chunkHdr {
 		return ar, nil // initial_top: the unsorted bin header, no heap yet
 	}

@@ -327,7 +327,7 @@ func (m *amd64Machine) branchTarget(inst x86asm.Inst, a x86asm.Arg, next uint64)
 // function its GOT slot holds now.
 func (r *Runtime) throughPLT(t uint64) (uint64, string, error) {
 	var code [16]byte
-	n, _ := r.Proc.ReadMemory(code[:], t)
+	n, _ := r.Proc.ReadMemory(code[:], t) // decode what is readable; a cut instruction fails to decode
 	b := code[:n]
 	if bytes.HasPrefix(b, endbr64) {
 		b, t = b[4:], t+4

@@ -62,7 +62,7 @@ func (s *Space) CHeldGoPointers() (found []GoPointer, notes []string) {
 		buf := make([]byte, scanChunkBytes)
 		for a := start &^ 7; a < end && len(found) < maxGoPointers; a += scanChunkBytes {
 			n := min(uint64(len(buf)), end-a)
-			got, _ := s.p.ReadMemory(buf[:n], a)
+			got, _ := s.p.ReadMemory(buf[:n], a) // scan the readable bytes only
 			for off := 0; off+8 <= got; off += 8 {
 				w := le.Uint64(buf[off:])
 				if w < nullPageLimit || !s.heap.Contains(w) {
