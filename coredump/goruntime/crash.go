@@ -46,7 +46,7 @@ type Fault struct {
 	SenderUID uint32
 	Source    FaultSource
 	// Frame is the kernel signal frame the facts come from, if any.
-	Frame *SigFrame
+	Frame *coredump.SignalFrame
 }
 
 // CodeName names si_code.
@@ -147,7 +147,7 @@ func (r *Runtime) findCrash() (*Crash, error) {
 		if s := r.scanSignalStack(t, g.SigPC); s != nil {
 			// The kernel's frame of that very fault survived on the
 			// signal stack: it has the registers.
-			c.Fault.Regs, c.Fault.Frame = s.Registers(), s
+			c.Fault.Regs, c.Fault.Frame = s.Named(), s
 		}
 	} else if s := r.scanSignalStack(t, 0); s != nil {
 		c.Fault = r.faultFromSigframe(s, SourceSignalStack)
@@ -205,7 +205,7 @@ func (r *Runtime) findCrash() (*Crash, error) {
 // the crashing thread took, unless that signal is the runtime's own
 // re-raise (crash → dieFromSignal → raise(SIGABRT)) or SIGQUIT relay. It
 // also returns the frame's index in the thread's stack.
-func (r *Runtime) originalSigframe(t *Thread) (*SigFrame, int) {
+func (r *Runtime) originalSigframe(t *Thread) (*coredump.SignalFrame, int) {
 	last := -1
 	for i, f := range t.Stack.Frames {
 		if f.Kind == FrameSignal && f.Signal != nil {
@@ -225,7 +225,7 @@ func (r *Runtime) originalSigframe(t *Thread) (*SigFrame, int) {
 // internalSignal reports a signal the runtime sent itself while dying:
 // SIGABRT raised by crash/dieFromSignal, or the SIGQUIT it relays to
 // every M to collect their stacks.
-func (r *Runtime) internalSignal(sf *SigFrame, interrupted []Frame) bool {
+func (r *Runtime) internalSignal(sf *coredump.SignalFrame, interrupted []Frame) bool {
 	info := sf.Info
 	if info.Synchronous() {
 		return false
@@ -256,7 +256,7 @@ func (r *Runtime) internalSignal(sf *SigFrame, interrupted []Frame) bool {
 // another process sent;
 // frames below the thread's stack pointer are stale and skipped when the
 // thread is on its signal stack.
-func (r *Runtime) scanSignalStack(t *Thread, pc uint64) *SigFrame {
+func (r *Runtime) scanSignalStack(t *Thread, pc uint64) *coredump.SignalFrame {
 	if t.M == nil || t.M.Gsignal == nil {
 		return nil
 	}
@@ -271,16 +271,18 @@ func (r *Runtime) scanSignalStack(t *Thread, pc uint64) *SigFrame {
 	}
 	sp := t.Core.Regs.SP()
 	onSignalStack := sp >= lo && sp < hi
-	var best *SigFrame
-	for off := uint64(0); off+sigframeSize <= uint64(len(buf)); off += 8 {
-		uc := buf[off+sigframeUcontext:]
-		if le64(uc[ucStackSP:]) != lo || le64(uc[ucStackSize:]) != hi-lo {
+	var best *coredump.SignalFrame
+	arch := r.Proc.Arch
+	size := uint64(coredump.SignalFrameSize(arch))
+	for off := uint64(0); off+size <= uint64(len(buf)); off += 8 {
+		ss, _ := coredump.SignalFrameStack(arch, buf[off:])
+		if ss.SP != lo || ss.Size != hi-lo {
 			continue
 		}
 		if onSignalStack && lo+off < sp {
 			continue
 		}
-		sf, err := r.decodeSigFrame(lo + off)
+		sf, err := coredump.DecodeSignalFrame(arch, lo+off, buf[off:off+size])
 		if err != nil {
 			continue
 		}
@@ -300,9 +302,9 @@ func (r *Runtime) scanSignalStack(t *Thread, pc uint64) *SigFrame {
 	return best
 }
 
-func (r *Runtime) faultFromSigframe(sf *SigFrame, src FaultSource) Fault {
+func (r *Runtime) faultFromSigframe(sf *coredump.SignalFrame, src FaultSource) Fault {
 	f := Fault{Signo: sf.Info.Signo, Code: sf.Info.Code, Addr: sf.Info.Addr, HasAddr: sf.Info.HasAddr(),
-		PC: sf.PC(), Regs: sf.Registers(), SenderPID: sf.Info.PID, SenderUID: sf.Info.UID, Source: src, Frame: sf}
+		PC: sf.PC(), Regs: sf.Named(), SenderPID: sf.Info.PID, SenderUID: sf.Info.UID, Source: src, Frame: sf}
 	f.Func = r.funcName(f.PC, true)
 	return f
 }

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
@@ -100,11 +101,9 @@ func goFault(p *coredump.Process, c *goruntime.Crash) *Fault {
 	if c.G != nil && c.G.Role == goruntime.RoleGoroutine {
 		f.Goroutine = c.G.ID
 	}
-	if gf.Regs != nil {
-		f.Regs = namedRegisters(gf.Regs, c.Thread.TP)
-	}
-	if gf.Frame != nil {
-		f.Trapno, f.ErrCode, f.HasTrap = gf.Regs["trapno"], gf.Regs["err"], true
+	if sf := gf.Frame; sf != nil {
+		f.Regs = withTP(sf.Regs, c.Thread.TP)
+		f.Trapno, f.ErrCode, f.HasTrap = sf.Trapno, sf.ErrCode, sf.HasTrap
 	}
 	switch {
 	case gf.Source == goruntime.SourceGSig:
@@ -120,19 +119,14 @@ func goFault(p *coredump.Process, c *goruntime.Crash) *Fault {
 	return f
 }
 
-// namedRegisters lays out registers known by name (a kernel signal
-// frame's mcontext) in the order of the kernel's register struct.
-func namedRegisters(byName map[string]uint64, tp uint64) *coredump.Registers {
-	r := &coredump.Registers{Arch: coredump.ArchAMD64, TP: tp}
-	names := r.Names()
-	r.Values = make([]uint64, len(names))
-	for i, n := range names {
-		r.Values[i] = byName[n]
-		if n == "fs_base" {
-			r.Values[i] = tp // mcontext has no thread pointer
-		}
+// withTP returns a copy of a signal frame's registers with the thread's
+// pointer, which the frame does not hold.
+func withTP(r *coredump.Registers, tp uint64) *coredump.Registers {
+	c := &coredump.Registers{Arch: r.Arch, Values: append([]uint64(nil), r.Values...), TP: tp}
+	if i := slices.Index(c.Names(), "fs_base"); i >= 0 {
+		c.Values[i] = tp
 	}
-	return r
+	return c
 }
 
 // cFault adapts the C runtime's view of the crash: a kernel signal frame
