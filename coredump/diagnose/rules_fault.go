@@ -431,26 +431,18 @@ func (c *faultCtx) recursion() (fn string, count int, cycle string) {
 // names each frame's function.
 func (f *Facts) unwindNames(regs *coredump.Registers, maxFrames int) []string {
 	var out []string
-	dr := coredump.NewDwarfRegs(regs)
-	exact := true
-	seen := map[[2]uint64]bool{}
-	for len(out) < maxFrames {
-		pc := dr.PC()
-		fn, _, _ := f.codeLocation(pc)
+	w := f.Proc.WalkCFI(coredump.NewDwarfRegs(regs), true, maxFrames)
+	for w.Next() {
+		sp := w.Regs().SP()
+		fn, _, _ := f.codeLocation(w.Regs().PC())
 		if fn == "" {
 			break
 		}
 		out = append(out, fn)
-		key := [2]uint64{pc, dr.SP()}
-		if seen[key] {
+		step, err := w.Unwind()
+		if err != nil || step.Caller.PC() == 0 || step.Caller.SP() <= sp {
 			break
 		}
-		seen[key] = true
-		step, err := f.Proc.UnwindCFI(dr, exact)
-		if err != nil || step.Caller.PC() == 0 || step.Caller.SP() <= dr.SP() {
-			break
-		}
-		dr, exact = step.Caller, step.SignalFrame
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package goruntime
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/coreexplain/coreexplain/coredump"
@@ -197,6 +196,8 @@ type unwinder struct {
 	note string
 	// pcs is a small direct-mapped cache in front of the runtime's.
 	pcs *[pcSlots]pcSlot
+	// cfi steps through C frames.
+	cfi *coredump.CFIWalk
 }
 
 const pcSlots = 512
@@ -270,7 +271,7 @@ func (r *Runtime) newUnwinder(thread bool, m *M, g *G, max int) *unwinder {
 // reset prepares u for another walk, keeping its buffers.
 func (u *unwinder) reset(thread bool, m *M, g *G, max int) {
 	*u = unwinder{r: u.r, thread: thread, m: m, g: g, max: max, first: true,
-		mem: stackMem{p: u.r.Proc, buf: u.mem.buf[:0]}, out: u.out[:0], switches: u.switches[:0], pcs: u.pcs}
+		mem: stackMem{p: u.r.Proc, buf: u.mem.buf[:0]}, out: u.out[:0], switches: u.switches[:0], pcs: u.pcs, cfi: u.cfi}
 }
 
 // run walks until the stack ends, an error, or the depth limit.
@@ -551,7 +552,13 @@ func (u *unwinder) signalFrame(addr uint64) bool {
 func (u *unwinder) cStep() bool {
 	p := u.r.Proc
 	pc, sp := u.regs.PC(), u.regs.SP()
-	step, err := p.UnwindCFI(&u.regs, u.trap)
+	// The walk goes on from wherever the Go steps left the registers;
+	// run bounds it and detects loops across stack switches.
+	if u.cfi == nil {
+		u.cfi = p.WalkCFI(nil, false, 0)
+	}
+	u.cfi.Resume(&u.regs, u.trap)
+	step, err := u.cfi.Unwind()
 	if err == nil {
 		u.emit(physFrame{pc: pc, sp: sp, cfa: step.CFA, trap: u.trap, kind: FrameC, g: u.g})
 		if step.SignalFrame {
@@ -577,7 +584,7 @@ func (u *unwinder) cStep() bool {
 		}
 		return true
 	}
-	if err != nil && strings.HasSuffix(err.Error(), "return address unknown") {
+	if errors.Is(err, coredump.ErrOutermost) {
 		// CFI that leaves the return address undefined marks the
 		// outermost frame of a thread (clone, _start): the natural end.
 		u.emit(physFrame{pc: pc, sp: sp, trap: u.trap, kind: FrameC, g: u.g})

@@ -85,15 +85,11 @@ func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
 // innermost frame, or a context a signal interrupted).
 func (r *Runtime) unwindFrom(regs *coredump.DwarfRegs, how string) []Frame {
 	p := r.Proc
-	exact := true
 	var out []Frame
-	seen := map[[2]uint64]bool{}
-	for len(out) < maxFrames {
+	w := p.WalkCFI(regs, true, maxFrames)
+	for w.Next() {
+		regs, exact := w.Regs(), w.Exact()
 		pc, sp := regs.PC(), regs.SP()
-		if pc == 0 || seen[[2]uint64{pc, sp}] {
-			break
-		}
-		seen[[2]uint64{pc, sp}] = true
 		f := Frame{PC: pc, SP: sp, How: how, regs: regs}
 		look := pc
 		if !exact && look > 0 {
@@ -114,17 +110,18 @@ func (r *Runtime) unwindFrom(regs *coredump.DwarfRegs, how string) []Frame {
 				break
 			}
 			out[len(out)-1].Signal = sf
-			regs, exact, how = caller, true, "signal frame"
+			w.Resume(caller, true)
+			how = "signal frame"
 			continue
 		}
 		out = append(out, f)
 		if m := p.FindMapping(pc); m == nil || m.Perm&coredump.PermExec == 0 {
 			break
 		}
-		step, err := p.UnwindCFI(regs, exact)
+		step, err := w.Unwind()
 		if err == nil && step.Caller.PC() != 0 {
 			out[len(out)-1].CFA = step.CFA
-			regs, exact, how = step.Caller, step.SignalFrame, "cfi"
+			how = "cfi"
 			continue
 		}
 		if err == nil {
@@ -142,15 +139,18 @@ func (r *Runtime) unwindFrom(regs *coredump.DwarfRegs, how string) []Frame {
 		}
 		scanned, verified := r.scanStep(regs, fn)
 		if scanned != nil && verified {
-			regs, exact, how = scanned, false, "stack scan"
+			w.Resume(scanned, false)
+			how = "stack scan"
 			continue
 		}
 		if caller := r.framePointerStep(regs); caller != nil {
-			regs, exact, how = caller, false, "frame pointer"
+			w.Resume(caller, false)
+			how = "frame pointer"
 			continue
 		}
 		if scanned != nil {
-			regs, exact, how = scanned, false, "stack scan"
+			w.Resume(scanned, false)
+			how = "stack scan"
 			continue
 		}
 		break
