@@ -14,21 +14,20 @@ import (
 // they survive. It is the address-level reading of the crash views of
 // packages goruntime (Runtime.Crash) and libc (Runtime.Fault).
 type Fault struct {
-	Signal coredump.Signal
-	Code   int32
-	// Addr is si_addr: the faulting data address for SIGSEGV/SIGBUS, the
-	// faulting instruction for SIGILL/SIGFPE.
-	Addr uint64
-	PC   uint64
+	// SigInfo is what the kernel told the handler; Addr is si_addr: the
+	// faulting data address for SIGSEGV/SIGBUS, the faulting instruction
+	// for SIGILL/SIGFPE.
+	coredump.SigInfo
+	PC uint64
 	// Regs are the registers at the fault; nil when they are lost (the
 	// runtime turned a fault in Go code into a panic and the kernel's
 	// frame did not survive on the signal stack).
 	Regs *coredump.Registers
-	// Trapno and ErrCode are the CPU's exception number and page-fault
-	// error code, from the kernel's signal frame (HasTrap).
-	Trapno, ErrCode uint64
-	HasTrap         bool
-	TID             int
+	// Frame is the kernel's signal frame of the fault when the Go
+	// runtime's view found it: the CPU's exception number and error code
+	// (Frame.HasTrap).
+	Frame *coredump.SignalFrame
+	TID   int
 	// Goroutine is the goroutine that faulted, or whose cgo call was
 	// running on the faulting thread (0 for a thread without one).
 	Goroutine int64
@@ -37,9 +36,6 @@ type Fault struct {
 	// Source says where the facts were read.
 	Source string
 }
-
-// CodeName names si_code.
-func (f *Fault) CodeName() string { return coredump.CodeName(f.Signal, f.Code) }
 
 // SP is the stack pointer at the fault, 0 when unknown.
 func (f *Fault) SP() uint64 {
@@ -59,13 +55,14 @@ const (
 // Access is what the faulting access did, from the page-fault error code
 // when the kernel recorded it.
 func (f *Fault) Access() (Access, bool) {
-	if !f.HasTrap || f.Trapno != trapPF {
+	sf := f.Frame
+	if sf == nil || !sf.HasTrap || sf.Trapno != trapPF {
 		return AccessUnknown, false
 	}
 	switch {
-	case f.ErrCode&pfInsnFetch != 0:
+	case sf.ErrCode&pfInsnFetch != 0:
 		return AccessExecute, true
-	case f.ErrCode&pfWrite != 0:
+	case sf.ErrCode&pfWrite != 0:
 		return AccessWrite, true
 	}
 	return AccessRead, true
@@ -96,14 +93,12 @@ func goFault(p *coredump.Process, c *goruntime.Crash) *Fault {
 	if c.Kind != goruntime.CrashFault || c.Thread == nil || !gf.Signo.IsFault() || gf.Sent() {
 		return nil
 	}
-	f := &Fault{Signal: gf.Signo, Code: gf.Code, Addr: gf.Addr, PC: gf.PC, TID: c.Thread.TID,
-		InGo: gf.Source == goruntime.SourceGSig}
+	f := &Fault{SigInfo: gf.SigInfo, PC: gf.PC, TID: c.Thread.TID, InGo: gf.Source == goruntime.SourceGSig}
 	if c.G != nil && c.G.Role == goruntime.RoleGoroutine {
 		f.Goroutine = c.G.ID
 	}
 	if sf := gf.Frame; sf != nil {
-		f.Regs = withTP(sf.Regs, c.Thread.TP)
-		f.Trapno, f.ErrCode, f.HasTrap = sf.Trapno, sf.ErrCode, sf.HasTrap
+		f.Regs, f.Frame = withTP(sf.Regs, c.Thread.TP), sf
 	}
 	switch {
 	case gf.Source == goruntime.SourceGSig:
@@ -141,7 +136,7 @@ func (s *Space) cFault() *Fault {
 	if lf == nil || !lf.Info.Synchronous() {
 		return nil
 	}
-	f := &Fault{Signal: lf.Info.Signo, Code: lf.Info.Code, Addr: lf.Info.Addr, PC: lf.PC, TID: lf.TID, Source: lf.Source}
+	f := &Fault{SigInfo: lf.Info, PC: lf.PC, TID: lf.TID, Source: lf.Source}
 	t := s.p.Thread(lf.TID)
 	switch {
 	case lf.SignalFrame == nil && t != nil:
