@@ -8,7 +8,8 @@ import (
 // The kernel's signal frame (struct rt_sigframe): what Linux pushes on the
 // stack a signal handler runs on, and what rt_sigreturn restores from. It
 // is kernel ABI, the same for every libc and for the Go runtime. Layouts
-// as of Linux 6.12 (unchanged since the 64-bit ports began):
+// as of Linux 6.12; the offsets read here have not moved since the ports
+// began (amd64's ss word was __pad0 before Linux 4.6):
 //
 // amd64, arch/x86/include/asm/sigframe.h, filled by x64_setup_rt_frame in
 // arch/x86/kernel/signal.c (signal_64.c in later kernels):
