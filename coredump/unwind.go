@@ -69,6 +69,11 @@ type cfiTable struct {
 // the pc.
 var ErrNoCFI = errors.New("no call frame information for pc")
 
+// ErrOutermost is returned by UnwindCFI for a frame whose CFI leaves the
+// return address undefined: the outermost frame of a thread (clone,
+// _start), the natural end of its stack.
+var ErrOutermost = errors.New("return address unknown")
+
 func (im *Image) cfiTable() (*cfiTable, error) {
 	im.cfiOnce.Do(func() {
 		t := &cfiTable{}
@@ -187,7 +192,7 @@ func (p *Process) UnwindCFI(regs *DwarfRegs, exact bool) (*CFIStep, error) {
 		}
 	}
 	if !ok {
-		return nil, fmt.Errorf("%s: pc %#x: return address unknown", im.Name(), pc)
+		return nil, fmt.Errorf("%s: pc %#x: %w", im.Name(), pc, ErrOutermost)
 	}
 	step.Caller.SetPC(ra)
 	if _, has := fc.Regs[uint64(regs.Arch.dwarfSP())]; !has {
@@ -195,6 +200,76 @@ func (p *Process) UnwindCFI(regs *DwarfRegs, exact bool) (*CFIStep, error) {
 	}
 	return step, nil
 }
+
+// CFIWalk walks a stack from the innermost frame outward, one frame at a
+// time, with call frame information; a caller that finds a frame's caller
+// by other evidence (a signal frame's layout, a frame pointer, the Go
+// pclntab) continues the walk from there with Resume. The walk is bounded:
+// it visits at most max frames and stops at a frame it has visited (the
+// same pc and sp), so a corrupt stack can neither loop nor run on.
+//
+//	w := p.WalkCFI(NewDwarfRegs(t.Regs), true, 64)
+//	for w.Next() {
+//		// the frame at w.Regs()
+//		if _, err := w.Unwind(); err != nil {
+//			break // or Resume from other evidence
+//		}
+//	}
+type CFIWalk struct {
+	p     *Process
+	regs  *DwarfRegs
+	exact bool
+	max   int
+	n     int
+	seen  map[[2]uint64]bool
+}
+
+// WalkCFI starts a walk at the frame with registers regs; exact says
+// whether regs.PC() is the exact pc (see UnwindCFI). max bounds the
+// frames Next visits.
+func (p *Process) WalkCFI(regs *DwarfRegs, exact bool, max int) *CFIWalk {
+	return &CFIWalk{p: p, regs: regs, exact: exact, max: max}
+}
+
+// Next reports whether the current frame is one to visit: it has a pc, the
+// walk has not visited it, and fewer than max frames were visited.
+func (w *CFIWalk) Next() bool {
+	if w.n >= w.max || w.regs == nil {
+		return false
+	}
+	key := [2]uint64{w.regs.PC(), w.regs.SP()}
+	if key[0] == 0 || w.seen[key] {
+		return false
+	}
+	if w.seen == nil {
+		w.seen = map[[2]uint64]bool{}
+	}
+	w.seen[key] = true
+	w.n++
+	return true
+}
+
+// Regs are the current frame's registers; Exact says whether its pc is
+// exact rather than a return address.
+func (w *CFIWalk) Regs() *DwarfRegs { return w.regs }
+func (w *CFIWalk) Exact() bool      { return w.exact }
+
+// Unwind steps from the current frame to its caller with call frame
+// information, which becomes the current frame: exact when the step left
+// a signal trampoline (its caller is the interrupted context). On error
+// (ErrNoCFI, ErrOutermost, unreadable memory) the current frame stays.
+func (w *CFIWalk) Unwind() (*CFIStep, error) {
+	step, err := w.p.UnwindCFI(w.regs, w.exact)
+	if err != nil {
+		return nil, err
+	}
+	w.regs, w.exact = step.Caller, step.SignalFrame
+	return step, nil
+}
+
+// Resume makes the frame with registers regs the current one: a caller
+// found without CFI.
+func (w *CFIWalk) Resume(regs *DwarfRegs, exact bool) { w.regs, w.exact = regs, exact }
 
 func establishFrame(fde *frame.FrameDescriptionEntry, pc uint64) (fc *frame.FrameContext, err error) {
 	defer func() {

@@ -40,7 +40,7 @@ func faultClass(f *Facts) []Finding {
 	if ft == nil {
 		return nil
 	}
-	if ft.InGo && ((ft.Signal == coredump.SIGSEGV && ft.Addr < goNilLimit) || ft.Signal == coredump.SIGFPE) {
+	if ft.InGo && ((ft.Signo == coredump.SIGSEGV && ft.Addr < goNilLimit) || ft.Signo == coredump.SIGFPE) {
 		return nil // a nil dereference or a Go divide panic: other rules
 	}
 	c := &faultCtx{f: f, ft: ft, in: f.faultInsn(ft)}
@@ -48,7 +48,7 @@ func faultClass(f *Facts) []Finding {
 	c.access, c.accSrc = c.accessKind()
 	c.base = c.baseEvidence()
 	var fd *Finding
-	switch ft.Signal {
+	switch ft.Signo {
 	case coredump.SIGSEGV:
 		fd = c.segv()
 	case coredump.SIGBUS:
@@ -69,11 +69,11 @@ func faultClass(f *Facts) []Finding {
 
 func (c *faultCtx) accessKind() (memory.Access, string) {
 	ft := c.ft
-	if ft.PC == ft.Addr && ft.Signal == coredump.SIGSEGV {
+	if ft.PC == ft.Addr && ft.Signo == coredump.SIGSEGV {
 		return memory.AccessExecute, "the fault address is the pc"
 	}
 	if a, ok := ft.Access(); ok {
-		return a, fmt.Sprintf("page-fault error code %#x", ft.ErrCode)
+		return a, fmt.Sprintf("page-fault error code %#x", ft.Frame.ErrCode)
 	}
 	if c.in != nil && c.in.Mem != nil && c.in.Access != memory.AccessUnknown {
 		return c.in.Access, "the faulting instruction " + c.in.Text
@@ -87,7 +87,7 @@ func (c *faultCtx) accessKind() (memory.Access, string) {
 func (c *faultCtx) baseEvidence() []Evidence {
 	ft := c.ft
 	ev := []Evidence{{
-		What:   fmt.Sprintf("%s (%s) at address %#x, pc %#x", ft.Signal, ft.CodeName(), ft.Addr, ft.PC),
+		What:   fmt.Sprintf("%s (%s) at address %#x, pc %#x", ft.Signo, ft.CodeName(), ft.Addr, ft.PC),
 		Addr:   AddrPtr(ft.Addr),
 		Value:  ft.CodeName(),
 		Source: ft.Source,
@@ -99,9 +99,9 @@ func (c *faultCtx) baseEvidence() []Evidence {
 		}
 		ev = append(ev, Evidence{What: what, Addr: AddrPtr(ft.PC), Value: fmt.Sprintf("% x", c.in.Bytes), Source: "code bytes at the pc"})
 	}
-	if ft.HasTrap {
-		ev = append(ev, Evidence{What: fmt.Sprintf("CPU exception %s, error code %#x", trapName(ft.Trapno), ft.ErrCode),
-			Value: fmt.Sprint(ft.Trapno), Source: ft.Source})
+	if sf := ft.Frame; sf != nil && sf.HasTrap {
+		ev = append(ev, Evidence{What: fmt.Sprintf("CPU exception %s, error code %#x", trapName(sf.Trapno), sf.ErrCode),
+			Value: fmt.Sprint(sf.Trapno), Source: ft.Source})
 	}
 	return ev
 }
@@ -431,26 +431,18 @@ func (c *faultCtx) recursion() (fn string, count int, cycle string) {
 // names each frame's function.
 func (f *Facts) unwindNames(regs *coredump.Registers, maxFrames int) []string {
 	var out []string
-	dr := coredump.NewDwarfRegs(regs)
-	exact := true
-	seen := map[[2]uint64]bool{}
-	for len(out) < maxFrames {
-		pc := dr.PC()
-		fn, _, _ := f.codeLocation(pc)
+	w := f.Proc.WalkCFI(coredump.NewDwarfRegs(regs), true, maxFrames)
+	for w.Next() {
+		sp := w.Regs().SP()
+		fn, _, _ := f.codeLocation(w.Regs().PC())
 		if fn == "" {
 			break
 		}
 		out = append(out, fn)
-		key := [2]uint64{pc, dr.SP()}
-		if seen[key] {
+		step, err := w.Unwind()
+		if err != nil || step.Caller.PC() == 0 || step.Caller.SP() <= sp {
 			break
 		}
-		seen[key] = true
-		step, err := f.Proc.UnwindCFI(dr, exact)
-		if err != nil || step.Caller.PC() == 0 || step.Caller.SP() <= dr.SP() {
-			break
-		}
-		dr, exact = step.Caller, step.SignalFrame
 	}
 	return out
 }

@@ -428,7 +428,7 @@ func externalSignal(f *Facts) []Finding {
 		if c.Kind != goruntime.CrashExternal {
 			return nil
 		}
-		signo, code, pid, uid, src = c.Fault.Signo, c.Fault.Code, c.Fault.SenderPID, c.Fault.SenderUID, string(c.Fault.Source)
+		signo, code, pid, uid, src = c.Fault.Signo, c.Fault.Code, c.Fault.PID, c.Fault.UID, string(c.Fault.Source)
 	} else if si := f.Proc.Signal; si != nil && si.Sent() && si.PID != 0 && int(si.PID) != f.Proc.PID &&
 		(si.Code == coredump.SI_USER || si.Code == coredump.SI_QUEUE) {
 		signo, code, pid, uid, src = si.Signo, si.Code, si.PID, si.UID, "NT_SIGINFO"

@@ -18,13 +18,13 @@ func init() {
 
 func nilDeref(f *Facts) []Finding {
 	ft := f.Fault()
-	if ft == nil || !ft.InGo || ft.Signal != coredump.SIGSEGV || ft.Addr >= goNilLimit {
+	if ft == nil || !ft.InGo || ft.Signo != coredump.SIGSEGV || ft.Addr >= goNilLimit {
 		return nil
 	}
 	in := f.faultInsn(ft)
 	fd := Finding{Class: NilDeref, Cause: true, Confidence: High, Location: f.faultLocation(ft)}
 	fd.Evidence = append(fd.Evidence, Evidence{
-		What:   fmt.Sprintf("%s (%s) at address %#x, pc %#x in Go code", ft.Signal, ft.CodeName(), ft.Addr, ft.PC),
+		What:   fmt.Sprintf("%s (%s) at address %#x, pc %#x in Go code", ft.Signo, ft.CodeName(), ft.Addr, ft.PC),
 		Addr:   AddrPtr(ft.Addr),
 		Source: ft.Source,
 	})
@@ -188,7 +188,7 @@ func danglingSlice(f *Facts) []Finding {
 			if err != nil || sl == nil || sl.Data == 0 {
 				continue
 			}
-			covers := ft != nil && ft.Signal.IsFault() && sl.Covers(ft.Addr)
+			covers := ft != nil && ft.Signo.IsFault() && sl.Covers(ft.Addr)
 			if ft != nil && !covers && sl.Cap == 0 && len(sl.Ranges) > 0 && sl.Ranges[0].Region.Dangling {
 				// DWARF often leaves len and cap of a slice the compiler
 				// knows to be constant undescribed (Delve reads 0): the
@@ -215,7 +215,7 @@ func danglingSlice(f *Facts) []Finding {
 			order = append(order, k)
 		}
 	}
-	if ft != nil && ft.Signal.IsFault() && !anyCause(byKey) {
+	if ft != nil && ft.Signo.IsFault() && !anyCause(byKey) {
 		// The fault lies in no slice the frames hold (their registers are
 		// lost once a fault in Go code becomes a panic): look for a
 		// slice in the program's globals whose backing array covers it.
@@ -373,7 +373,7 @@ func cRetainsGoPointer(f *Facts) []Finding {
 		if whys := implicated(f, ft, gp); len(whys) > 0 {
 			fd.Cause, fd.Rank = true, -5
 			fd.Evidence = append(fd.Evidence, Evidence{What: fmt.Sprintf("the crash: %s (%s) at fault address %#x in %s",
-				ft.Signal, ft.CodeName(), ft.Addr, f.faultLocation(ft).Function), Addr: AddrPtr(ft.Addr), Source: ft.Source})
+				ft.Signo, ft.CodeName(), ft.Addr, f.faultLocation(ft).Function), Addr: AddrPtr(ft.Addr), Source: ft.Source})
 			for _, why := range whys {
 				fd.Evidence = append(fd.Evidence, Evidence{What: why, Source: ft.Source})
 			}

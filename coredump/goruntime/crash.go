@@ -30,30 +30,19 @@ const (
 
 // Fault is the signal that really ended the process.
 type Fault struct {
-	Signo coredump.Signal
-	Code  int32
-	// Addr is the fault address (si_addr) when HasAddr.
-	Addr    uint64
-	HasAddr bool
+	// SigInfo is what the kernel told of the signal (si_addr when
+	// HasAddr, the sender's PID and UID when Sent); only si_signo for
+	// SourcePRStatus.
+	coredump.SigInfo
 	// PC is the instruction that faulted (or raised the signal), Func its
 	// function.
-	PC   uint64
-	Func string
-	// Regs are the general registers at the fault when known.
-	Regs map[string]uint64
-	// SenderPID and SenderUID identify the process that sent a signal.
-	SenderPID int32
-	SenderUID uint32
-	Source    FaultSource
-	// Frame is the kernel signal frame the facts come from, if any.
-	Frame *SigFrame
+	PC     uint64
+	Func   string
+	Source FaultSource
+	// Frame is the kernel signal frame the facts come from, if any: the
+	// registers at the fault.
+	Frame *coredump.SignalFrame
 }
-
-// CodeName names si_code.
-func (f *Fault) CodeName() string { return coredump.CodeName(f.Signo, f.Code) }
-
-// Sent reports a signal sent by a process rather than raised by the CPU.
-func (f *Fault) Sent() bool { return f.Code <= 0 }
 
 // CrashKind classifies how the process died.
 type CrashKind uint8
@@ -147,7 +136,7 @@ func (r *Runtime) findCrash() (*Crash, error) {
 		if s := r.scanSignalStack(t, g.SigPC); s != nil {
 			// The kernel's frame of that very fault survived on the
 			// signal stack: it has the registers.
-			c.Fault.Regs, c.Fault.Frame = s.Registers(), s
+			c.Fault.Frame = s
 		}
 	} else if s := r.scanSignalStack(t, 0); s != nil {
 		c.Fault = r.faultFromSigframe(s, SourceSignalStack)
@@ -158,10 +147,9 @@ func (r *Runtime) findCrash() (*Crash, error) {
 	if c.Fault.Source == "" {
 		switch {
 		case note != nil:
-			c.Fault = Fault{Signo: note.Signo, Code: note.Code, Addr: note.Addr, HasAddr: note.HasAddr(),
-				SenderPID: note.PID, SenderUID: note.UID, Source: SourceNote}
+			c.Fault = Fault{SigInfo: *note, Source: SourceNote}
 		default:
-			c.Fault = Fault{Signo: t.Core.CurSig, Source: SourcePRStatus}
+			c.Fault = Fault{SigInfo: coredump.SigInfo{Signo: t.Core.CurSig}, Source: SourcePRStatus}
 		}
 		c.Fault.PC = t.Core.Regs.PC()
 		c.Fault.Func = r.funcName(c.Fault.PC, true)
@@ -173,7 +161,7 @@ func (r *Runtime) findCrash() (*Crash, error) {
 		c.Reraised = &n
 	}
 	switch {
-	case c.Fault.Sent() && c.Fault.SenderPID != 0 && int(c.Fault.SenderPID) != r.Proc.PID && c.Fault.Source != SourceGSig:
+	case c.Fault.Sent() && c.Fault.PID != 0 && int(c.Fault.PID) != r.Proc.PID && c.Fault.Source != SourceGSig:
 		c.Kind = CrashExternal
 	case c.Fault.Source == SourceSigframe || c.Fault.Source == SourceSignalStack || c.Fault.Source == SourceGSig:
 		c.Kind = CrashFault
@@ -205,7 +193,7 @@ func (r *Runtime) findCrash() (*Crash, error) {
 // the crashing thread took, unless that signal is the runtime's own
 // re-raise (crash → dieFromSignal → raise(SIGABRT)) or SIGQUIT relay. It
 // also returns the frame's index in the thread's stack.
-func (r *Runtime) originalSigframe(t *Thread) (*SigFrame, int) {
+func (r *Runtime) originalSigframe(t *Thread) (*coredump.SignalFrame, int) {
 	last := -1
 	for i, f := range t.Stack.Frames {
 		if f.Kind == FrameSignal && f.Signal != nil {
@@ -225,7 +213,7 @@ func (r *Runtime) originalSigframe(t *Thread) (*SigFrame, int) {
 // internalSignal reports a signal the runtime sent itself while dying:
 // SIGABRT raised by crash/dieFromSignal, or the SIGQUIT it relays to
 // every M to collect their stacks.
-func (r *Runtime) internalSignal(sf *SigFrame, interrupted []Frame) bool {
+func (r *Runtime) internalSignal(sf *coredump.SignalFrame, interrupted []Frame) bool {
 	info := sf.Info
 	if info.Synchronous() {
 		return false
@@ -256,7 +244,7 @@ func (r *Runtime) internalSignal(sf *SigFrame, interrupted []Frame) bool {
 // another process sent;
 // frames below the thread's stack pointer are stale and skipped when the
 // thread is on its signal stack.
-func (r *Runtime) scanSignalStack(t *Thread, pc uint64) *SigFrame {
+func (r *Runtime) scanSignalStack(t *Thread, pc uint64) *coredump.SignalFrame {
 	if t.M == nil || t.M.Gsignal == nil {
 		return nil
 	}
@@ -271,16 +259,18 @@ func (r *Runtime) scanSignalStack(t *Thread, pc uint64) *SigFrame {
 	}
 	sp := t.Core.Regs.SP()
 	onSignalStack := sp >= lo && sp < hi
-	var best *SigFrame
-	for off := uint64(0); off+sigframeSize <= uint64(len(buf)); off += 8 {
-		uc := buf[off+sigframeUcontext:]
-		if le64(uc[ucStackSP:]) != lo || le64(uc[ucStackSize:]) != hi-lo {
+	var best *coredump.SignalFrame
+	arch := r.Proc.Arch
+	size := uint64(coredump.SignalFrameSize(arch))
+	for off := uint64(0); off+size <= uint64(len(buf)); off += 8 {
+		ss, _ := coredump.SignalFrameStack(arch, buf[off:])
+		if ss.SP != lo || ss.Size != hi-lo {
 			continue
 		}
 		if onSignalStack && lo+off < sp {
 			continue
 		}
-		sf, err := r.decodeSigFrame(lo + off)
+		sf, err := coredump.DecodeSignalFrame(arch, lo+off, buf[off:off+size])
 		if err != nil {
 			continue
 		}
@@ -300,9 +290,8 @@ func (r *Runtime) scanSignalStack(t *Thread, pc uint64) *SigFrame {
 	return best
 }
 
-func (r *Runtime) faultFromSigframe(sf *SigFrame, src FaultSource) Fault {
-	f := Fault{Signo: sf.Info.Signo, Code: sf.Info.Code, Addr: sf.Info.Addr, HasAddr: sf.Info.HasAddr(),
-		PC: sf.PC(), Regs: sf.Registers(), SenderPID: sf.Info.PID, SenderUID: sf.Info.UID, Source: src, Frame: sf}
+func (r *Runtime) faultFromSigframe(sf *coredump.SignalFrame, src FaultSource) Fault {
+	f := Fault{SigInfo: sf.Info, PC: sf.PC(), Source: src, Frame: sf}
 	f.Func = r.funcName(f.PC, true)
 	return f
 }
@@ -310,10 +299,9 @@ func (r *Runtime) faultFromSigframe(sf *SigFrame, src FaultSource) Fault {
 // faultFromG reads the fault the runtime recorded in the goroutine before
 // injecting sigpanic.
 func (r *Runtime) faultFromG(g *G) Fault {
-	f := Fault{Signo: coredump.Signal(g.Sig), Code: int32(g.SigCode0), PC: g.SigPC, Source: SourceGSig}
-	si := coredump.SigInfo{Signo: f.Signo, Code: f.Code}
-	if si.HasAddr() {
-		f.Addr, f.HasAddr = g.SigCode1, true
+	f := Fault{SigInfo: coredump.SigInfo{Signo: coredump.Signal(g.Sig), Code: int32(g.SigCode0)}, PC: g.SigPC, Source: SourceGSig}
+	if f.HasAddr() {
+		f.Addr = g.SigCode1
 	}
 	f.Func = r.funcName(f.PC, true)
 	return f

@@ -227,7 +227,7 @@ func TestFixtureThreadFacts(t *testing.T) {
 			}
 		}
 		if want, ok := exp["addr"].(string); ok && o.Signal == "" {
-			if got := fmt.Sprintf("%#x", c.Fault.Addr); !c.Fault.HasAddr || got != want {
+			if got := fmt.Sprintf("%#x", c.Fault.Addr); !c.Fault.HasAddr() || got != want {
 				t.Errorf("fault address %s, want %s", got, want)
 			}
 			if want := exp["fault_signal"]; want != nil && c.Fault.Signo.String() != want {
@@ -238,8 +238,8 @@ func TestFixtureThreadFacts(t *testing.T) {
 			}
 		}
 		if _, ok := o.Facts["sender_pid"]; ok {
-			if c.Kind != CrashExternal || int(c.Fault.SenderPID) != tidOf("sender_pid") {
-				t.Errorf("crash %s sent by %d, the fixture's killer was %d", c.Kind, c.Fault.SenderPID, tidOf("sender_pid"))
+			if c.Kind != CrashExternal || int(c.Fault.PID) != tidOf("sender_pid") {
+				t.Errorf("crash %s sent by %d, the fixture's killer was %d", c.Kind, c.Fault.PID, tidOf("sender_pid"))
 			}
 			if want := exp["signal"]; c.Fault.Signo.String() != want {
 				t.Errorf("signal %s, want %s", c.Fault.Signo, want)

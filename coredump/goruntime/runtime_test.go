@@ -345,8 +345,8 @@ func TestCrashMatchesOracle(t *testing.T) {
 			if int64(c.Fault.Code) != o.SigCode {
 				t.Errorf("si_code %d, runtime printed %d", c.Fault.Code, o.SigCode)
 			}
-			if o.HasAddr && (!c.Fault.HasAddr || c.Fault.Addr != o.Addr) {
-				t.Errorf("fault address %#x (known %v), runtime printed %#x", c.Fault.Addr, c.Fault.HasAddr, o.Addr)
+			if o.HasAddr && (!c.Fault.HasAddr() || c.Fault.Addr != o.Addr) {
+				t.Errorf("fault address %#x (known %v), runtime printed %#x", c.Fault.Addr, c.Fault.HasAddr(), o.Addr)
 			}
 			if c.Fault.PC != o.PC {
 				t.Errorf("faulting pc %#x, runtime printed %#x", c.Fault.PC, o.PC)

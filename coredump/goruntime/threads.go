@@ -61,7 +61,7 @@ type Thread struct {
 	// none).
 	Top int
 	// Signals are the kernel signal frames on the stack, innermost first.
-	Signals []*SigFrame
+	Signals []*coredump.SignalFrame
 	// Crashing marks the thread that crashed the process.
 	Crashing bool
 	// Notes are disagreements between the views (evidence of corruption)

@@ -3,7 +3,6 @@ package goruntime
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/coreexplain/coreexplain/coredump"
@@ -66,7 +65,7 @@ type Frame struct {
 	// the runtime).
 	G *G
 	// Signal is the decoded kernel signal frame (Kind FrameSignal).
-	Signal *SigFrame
+	Signal *coredump.SignalFrame
 }
 
 // Offset is PC minus the function's entry, as the runtime prints it (+0x1b).
@@ -89,76 +88,6 @@ func (f *Frame) String() string {
 		return fmt.Sprintf("%s at %s:%d", name, f.File, f.Line)
 	}
 	return name
-}
-
-// SigFrame is a kernel rt_sigframe found while unwinding: the signal and
-// the full register state it interrupted.
-type SigFrame struct {
-	// Addr is the address of the frame (its restorer word).
-	Addr uint64
-	Info coredump.SigInfo
-	// Regs holds the interrupted registers in mcontext order (see
-	// RegisterNames).
-	Regs [23]uint64
-	// AltStack is uc_stack: the signal stack installed when the signal
-	// arrived.
-	AltStackSP, AltStackSize uint64
-	AltStackFlags            uint32
-}
-
-// PC and SP are the interrupted instruction and stack pointer.
-func (s *SigFrame) PC() uint64 { return s.Regs[16] }
-func (s *SigFrame) SP() uint64 { return s.Regs[15] }
-
-// CR2 is the page-fault address the CPU recorded (meaningful for SIGSEGV).
-func (s *SigFrame) CR2() uint64 { return s.Regs[22] }
-
-// Registers returns the interrupted general registers by name.
-func (s *SigFrame) Registers() map[string]uint64 {
-	m := make(map[string]uint64, 18)
-	for i, n := range mcontextRegs[:18] {
-		m[n] = s.Regs[i]
-	}
-	m["trapno"], m["err"], m["cr2"] = s.Regs[20], s.Regs[19], s.Regs[22]
-	return m
-}
-
-func (s *SigFrame) dwarfRegs() *coredump.DwarfRegs {
-	d := &coredump.DwarfRegs{Arch: coredump.ArchAMD64}
-	for i, n := range mcontextDwarf {
-		if n >= 0 {
-			d.Set(n, s.Regs[i])
-		}
-	}
-	return d
-}
-
-// decodeSigFrame reads the rt_sigframe at addr.
-func (r *Runtime) decodeSigFrame(addr uint64) (*SigFrame, error) {
-	var b [sigframeSize]byte
-	if _, err := r.Proc.ReadMemory(b[:], addr); err != nil {
-		return nil, err
-	}
-	s := &SigFrame{Addr: addr}
-	uc := b[sigframeUcontext:]
-	s.AltStackSP, s.AltStackFlags, s.AltStackSize = le64(uc[ucStackSP:]), le32(uc[ucStackFlags:]), le64(uc[ucStackSize:])
-	for i := range s.Regs {
-		s.Regs[i] = le64(uc[ucMcontext+8*i:])
-	}
-	si := b[sigframeSiginfo:]
-	s.Info = coredump.SigInfo{Signo: coredump.Signal(int32(le32(si))), Errno: int32(le32(si[4:])), Code: int32(le32(si[8:]))}
-	if s.Info.Synchronous() {
-		s.Info.Addr = le64(si[16:])
-	} else {
-		s.Info.PID, s.Info.UID = int32(le32(si[16:])), le32(si[20:])
-	}
-	if s.Info.Signo <= 0 || s.Info.Signo > 64 {
-		return nil, fmt.Errorf("no signal frame at %#x: signal number %d", addr, s.Info.Signo)
-	}
-	if pc := s.PC(); pc == 0 || pc>>47 != 0 && pc>>47 != 0x1ffff {
-		return nil, fmt.Errorf("no signal frame at %#x: pc %#x", addr, pc)
-	}
-	return s, nil
 }
 
 // ErrStackTruncated is set on a stack that was cut at the depth limit.
@@ -239,7 +168,7 @@ type physFrame struct {
 	trap        bool
 	kind        FrameKind
 	g           *G
-	sig         *SigFrame
+	sig         *coredump.SignalFrame
 }
 
 // unwinder walks one stack through Go, C and signal frames. In thread
@@ -267,6 +196,8 @@ type unwinder struct {
 	note string
 	// pcs is a small direct-mapped cache in front of the runtime's.
 	pcs *[pcSlots]pcSlot
+	// cfi steps through C frames.
+	cfi *coredump.CFIWalk
 }
 
 const pcSlots = 512
@@ -340,7 +271,7 @@ func (r *Runtime) newUnwinder(thread bool, m *M, g *G, max int) *unwinder {
 // reset prepares u for another walk, keeping its buffers.
 func (u *unwinder) reset(thread bool, m *M, g *G, max int) {
 	*u = unwinder{r: u.r, thread: thread, m: m, g: g, max: max, first: true,
-		mem: stackMem{p: u.r.Proc, buf: u.mem.buf[:0]}, out: u.out[:0], switches: u.switches[:0], pcs: u.pcs}
+		mem: stackMem{p: u.r.Proc, buf: u.mem.buf[:0]}, out: u.out[:0], switches: u.switches[:0], pcs: u.pcs, cfi: u.cfi}
 }
 
 // run walks until the stack ends, an error, or the depth limit.
@@ -604,13 +535,13 @@ func (u *unwinder) leaveAsmcgocall(sp uint64) bool {
 // signalFrame continues past a signal trampoline whose kernel frame
 // starts at addr.
 func (u *unwinder) signalFrame(addr uint64) bool {
-	sf, err := u.r.decodeSigFrame(addr)
+	sf, err := coredump.ReadSignalFrame(u.r.Proc, u.r.Proc.Arch, addr)
 	if err != nil {
 		u.err = err
 		return false
 	}
 	u.emit(physFrame{pc: sf.PC(), sp: addr, cfa: addr, kind: FrameSignal, g: u.g, sig: sf})
-	u.regs = *sf.dwarfRegs()
+	u.regs = *sf.DwarfRegs()
 	u.trap = true
 	u.g = u.gForSP(sf.SP())
 	return true
@@ -621,13 +552,20 @@ func (u *unwinder) signalFrame(addr uint64) bool {
 func (u *unwinder) cStep() bool {
 	p := u.r.Proc
 	pc, sp := u.regs.PC(), u.regs.SP()
-	step, err := p.UnwindCFI(&u.regs, u.trap)
+	// The walk goes on from wherever the Go steps left the registers;
+	// run bounds it and detects loops across stack switches.
+	if u.cfi == nil {
+		u.cfi = p.WalkCFI(nil, false, 0)
+	}
+	u.cfi.Resume(&u.regs, u.trap)
+	step, err := u.cfi.Unwind()
 	if err == nil {
 		u.emit(physFrame{pc: pc, sp: sp, cfa: step.CFA, trap: u.trap, kind: FrameC, g: u.g})
 		if step.SignalFrame {
 			// A libc restorer (__restore_rt): its CFI restored the
 			// interrupted registers from the ucontext at sp.
-			if sf, err := u.r.decodeSigFrame(sp - sigframeUcontext); err == nil && sf.PC() == step.Caller.PC() {
+			a := p.Arch
+			if sf, err := coredump.ReadSignalFrame(p, a, coredump.SignalFrameAtRestorer(a, sp)); err == nil && sf.PC() == step.Caller.PC() {
 				u.out[len(u.out)-1].kind = FrameSignal
 				u.out[len(u.out)-1].sig = sf
 			}
@@ -646,7 +584,7 @@ func (u *unwinder) cStep() bool {
 		}
 		return true
 	}
-	if err != nil && strings.HasSuffix(err.Error(), "return address unknown") {
+	if errors.Is(err, coredump.ErrOutermost) {
 		// CFI that leaves the return address undefined marks the
 		// outermost frame of a thread (clone, _start): the natural end.
 		u.emit(physFrame{pc: pc, sp: sp, trap: u.trap, kind: FrameC, g: u.g})

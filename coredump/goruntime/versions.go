@@ -145,31 +145,6 @@ var boundsNegErrorFmtFallback = []string{
 	"slice bounds out of range [%x::]",
 }
 
-// ucontext layout of Linux amd64 (the kernel ABI, arch/x86/include/uapi/
-// asm/ucontext.h and sigcontext.h; stable forever): offsets from the
-// start of the rt_sigframe, whose first word is the restorer address.
-const (
-	sigframeUcontext = 8
-	ucStackSP        = 16 // uc_stack.ss_sp, from the ucontext
-	ucStackFlags     = 24
-	ucStackSize      = 32
-	ucMcontext       = 40
-	sigframeSiginfo  = 8 + 304 // after pretcode and the 304-byte ucontext
-	sigframeSize     = sigframeSiginfo + 128
-)
-
-// mcontextRegs names the general registers of struct sigcontext (amd64)
-// in their order: r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip,
-// eflags, then csgsfs, err, trapno, oldmask, cr2.
-var mcontextRegs = []string{"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
-	"rdi", "rsi", "rbp", "rbx", "rdx", "rax", "rcx", "rsp", "rip", "eflags",
-	"csgsfs", "err", "trapno", "oldmask", "cr2"}
-
-// mcontextDwarf gives the DWARF register number (System V psABI) of each
-// mcontextRegs entry, -1 for those CFI never names.
-var mcontextDwarf = []int{8, 9, 10, 11, 12, 13, 14, 15, 5, 4, 6, 3, 1, 0, 2, 7, 16, 49,
-	-1, -1, -1, -1, -1}
-
 // asmcgocallSaveSlots are the offsets from the SP runtime.asmcgocall calls
 // C with (on the g0 stack) of the two words it saves: the goroutine's
 // stack depth (stack.hi minus its SP) and the g. Go 1.21 opened a 64-byte

@@ -23,7 +23,7 @@ type Fault struct {
 	// Source says where the signal was read.
 	Source string
 	// SignalFrame is the kernel's rt_sigframe, nil for NT_SIGINFO.
-	SignalFrame *SignalFrame
+	SignalFrame *coredump.SignalFrame
 }
 
 // Fault finds the original signal of the crash: a synchronous fault
@@ -52,7 +52,7 @@ func (r *Runtime) Fault() *Fault {
 				continue // the runtime's own signal: look further out
 			}
 			if best == nil || sf.Info.Synchronous() && !best.Info.Synchronous() {
-				best = &Fault{TID: t.TID, Info: sf.Info, PC: sf.PC, SP: sf.SP, Frames: interrupted, SignalFrame: sf,
+				best = &Fault{TID: t.TID, Info: sf.Info, PC: sf.PC(), SP: sf.SP(), Frames: interrupted, SignalFrame: sf,
 					Source: fmt.Sprintf("kernel signal frame at %#x on thread %d's stack", sf.Addr, t.TID)}
 			}
 			break // the innermost accepted signal frame is the thread's latest
@@ -92,13 +92,8 @@ func (r *Runtime) goFault() (f *Fault, decided bool) {
 		// code: no C frames to explain.
 		return nil, true
 	}
-	regs := &coredump.DwarfRegs{Arch: r.Arch}
-	for i, n := range amd64SigcontextDwarf {
-		regs.Set(n, sf.Regs[i])
-	}
-	return &Fault{TID: c.Thread.TID, Info: sf.Info, PC: sf.PC(), SP: sf.SP(), Frames: r.unwindFrom(regs, "signal frame"),
-		SignalFrame: &SignalFrame{Addr: sf.Addr + 8, Info: sf.Info, PC: sf.PC(), SP: sf.SP()},
-		Source:      fmt.Sprintf("kernel signal frame at %#x on thread %d's stack (%s)", sf.Addr, c.Thread.TID, c.Fault.Source)}, true
+	return &Fault{TID: c.Thread.TID, Info: sf.Info, PC: sf.PC(), SP: sf.SP(), Frames: r.unwindFrom(sf.DwarfRegs(), "signal frame"),
+		SignalFrame: sf, Source: fmt.Sprintf("kernel signal frame at %#x on thread %d's stack (%s)", sf.Addr, c.Thread.TID, c.Fault.Source)}, true
 }
 
 // goRuntimeRaise reports whether frames (innermost first) are the Go

@@ -24,9 +24,9 @@ type Frame struct {
 	// "registers" (the innermost), "cfi", "signal frame", "frame
 	// pointer", "stack scan".
 	How string
-	// Signal is set on a frame a signal interrupted: what the kernel's
-	// rt_sigframe recorded.
-	Signal *SignalFrame
+	// Signal is set on a signal's restorer frame: the kernel's
+	// rt_sigframe of the signal, which interrupted the next frame.
+	Signal *coredump.SignalFrame
 
 	regs *coredump.DwarfRegs
 }
@@ -35,17 +35,6 @@ type Frame struct {
 // innermost frame and a frame a signal interrupted, the callee-saved ones
 // CFI restores for the others.
 func (f *Frame) Regs() *coredump.DwarfRegs { return f.regs }
-
-// SignalFrame is a kernel rt_sigframe found on a stack.
-type SignalFrame struct {
-	// Addr is the address of the frame's ucontext (siginfo on arm64).
-	Addr uint64
-	Info coredump.SigInfo
-	// PC and SP are the interrupted context's.
-	PC, SP uint64
-	// Restorer is the trampoline the handler returned to.
-	Restorer uint64
-}
 
 // String names the frame: function, module`function for a library, and
 // module+offset when no symbol covers the pc (a static function of a
@@ -63,18 +52,9 @@ func (f *Frame) String() string {
 }
 
 const (
-	maxFrames   = 256
-	scanWindow  = 4096 // bytes searched for a return address
-	amd64UCMctx = 40   // ucontext_t.uc_mcontext
-	amd64UCInfo = 304  // siginfo_t after the ucontext in rt_sigframe
-	arm64UCOff  = 128  // ucontext after siginfo in arm64's rt_sigframe
-	arm64SCRegs = 176  // ucontext.uc_mcontext (struct sigcontext, 16-aligned) + fault_address
+	maxFrames  = 256
+	scanWindow = 4096 // bytes searched for a return address
 )
-
-// amd64SigcontextDwarf gives the DWARF register number of struct
-// sigcontext's first registers: r8..r15, rdi, rsi, rbp, rbx, rdx, rax,
-// rcx, rsp, rip.
-var amd64SigcontextDwarf = []int{8, 9, 10, 11, 12, 13, 14, 15, 5, 4, 6, 3, 1, 0, 2, 7, 16}
 
 // sigreturn trampolines: mov $15,%rax; syscall (glibc, musl and Go's
 // runtime.sigreturn__sigaction), and mov x8,#139; svc #0 on arm64.
@@ -105,15 +85,11 @@ func (r *Runtime) unwindThread(t *coredump.Thread) []Frame {
 // innermost frame, or a context a signal interrupted).
 func (r *Runtime) unwindFrom(regs *coredump.DwarfRegs, how string) []Frame {
 	p := r.Proc
-	exact := true
 	var out []Frame
-	seen := map[[2]uint64]bool{}
-	for len(out) < maxFrames {
+	w := p.WalkCFI(regs, true, maxFrames)
+	for w.Next() {
+		regs, exact := w.Regs(), w.Exact()
 		pc, sp := regs.PC(), regs.SP()
-		if pc == 0 || seen[[2]uint64{pc, sp}] {
-			break
-		}
-		seen[[2]uint64{pc, sp}] = true
 		f := Frame{PC: pc, SP: sp, How: how, regs: regs}
 		look := pc
 		if !exact && look > 0 {
@@ -134,17 +110,18 @@ func (r *Runtime) unwindFrom(regs *coredump.DwarfRegs, how string) []Frame {
 				break
 			}
 			out[len(out)-1].Signal = sf
-			regs, exact, how = caller, true, "signal frame"
+			w.Resume(caller, true)
+			how = "signal frame"
 			continue
 		}
 		out = append(out, f)
 		if m := p.FindMapping(pc); m == nil || m.Perm&coredump.PermExec == 0 {
 			break
 		}
-		step, err := p.UnwindCFI(regs, exact)
+		step, err := w.Unwind()
 		if err == nil && step.Caller.PC() != 0 {
 			out[len(out)-1].CFA = step.CFA
-			regs, exact, how = step.Caller, step.SignalFrame, "cfi"
+			how = "cfi"
 			continue
 		}
 		if err == nil {
@@ -162,15 +139,18 @@ func (r *Runtime) unwindFrom(regs *coredump.DwarfRegs, how string) []Frame {
 		}
 		scanned, verified := r.scanStep(regs, fn)
 		if scanned != nil && verified {
-			regs, exact, how = scanned, false, "stack scan"
+			w.Resume(scanned, false)
+			how = "stack scan"
 			continue
 		}
 		if caller := r.framePointerStep(regs); caller != nil {
-			regs, exact, how = caller, false, "frame pointer"
+			w.Resume(caller, false)
+			how = "frame pointer"
 			continue
 		}
 		if scanned != nil {
-			regs, exact, how = scanned, false, "stack scan"
+			w.Resume(scanned, false)
+			how = "stack scan"
 			continue
 		}
 		break
@@ -195,8 +175,9 @@ func (r *Runtime) isSigreturn(pc uint64) bool {
 }
 
 // signalFrame recognises a sigreturn trampoline at pc and decodes the
-// kernel's signal frame at sp, returning the interrupted registers.
-func (r *Runtime) signalFrame(pc, sp uint64) (*SignalFrame, *coredump.DwarfRegs) {
+// kernel's signal frame of the restorer running with stack pointer sp,
+// returning the interrupted registers.
+func (r *Runtime) signalFrame(pc, sp uint64) (*coredump.SignalFrame, *coredump.DwarfRegs) {
 	var code [9]byte
 	if _, err := r.Proc.ReadMemory(code[:], pc); err != nil {
 		return nil, nil
@@ -206,56 +187,18 @@ func (r *Runtime) signalFrame(pc, sp uint64) (*SignalFrame, *coredump.DwarfRegs)
 		if !bytes.Equal(code[:], amd64Sigreturn) {
 			return nil, nil
 		}
-		// The handler's ret popped pretcode: sp is the ucontext.
-		var mc [256]byte
-		if _, err := r.Proc.ReadMemory(mc[:], sp+amd64UCMctx); err != nil {
-			return nil, nil
-		}
-		var si [128]byte
-		if _, err := r.Proc.ReadMemory(si[:], sp+amd64UCInfo); err != nil {
-			return nil, nil
-		}
-		sf := &SignalFrame{Addr: sp, Info: decodeSigInfo(si[:]), Restorer: pc}
-		regs := &coredump.DwarfRegs{Arch: r.Arch}
-		for i, n := range amd64SigcontextDwarf {
-			regs.Set(n, le.Uint64(mc[i*8:]))
-		}
-		sf.PC, sf.SP = regs.PC(), regs.SP()
-		return sf, regs
 	case coredump.ArchARM64:
 		if !bytes.Equal(code[:8], arm64Sigreturn) {
 			return nil, nil
 		}
-		var si [128]byte
-		if _, err := r.Proc.ReadMemory(si[:], sp); err != nil {
-			return nil, nil
-		}
-		var sc [8 + 34*8]byte
-		if _, err := r.Proc.ReadMemory(sc[:], sp+arm64UCOff+arm64SCRegs); err != nil {
-			return nil, nil
-		}
-		regs := &coredump.DwarfRegs{Arch: r.Arch}
-		for i := range 31 {
-			regs.Set(i, le.Uint64(sc[8+i*8:]))
-		}
-		regs.SetSP(le.Uint64(sc[8+31*8:]))
-		regs.SetPC(le.Uint64(sc[8+32*8:]))
-		sf := &SignalFrame{Addr: sp, Info: decodeSigInfo(si[:]), Restorer: pc, PC: regs.PC(), SP: regs.SP()}
-		return sf, regs
+	default:
+		return nil, nil
 	}
-	return nil, nil
-}
-
-// decodeSigInfo decodes the fields of a siginfo_t the analysis uses.
-func decodeSigInfo(b []byte) coredump.SigInfo {
-	si := coredump.SigInfo{Signo: coredump.Signal(int32(le.Uint32(b[0:]))), Errno: int32(le.Uint32(b[4:])),
-		Code: int32(le.Uint32(b[8:]))}
-	if si.Synchronous() {
-		si.Addr = le.Uint64(b[16:])
-	} else {
-		si.PID, si.UID = int32(le.Uint32(b[16:])), le.Uint32(b[20:])
+	sf, err := coredump.ReadSignalFrame(r.Proc, r.Arch, coredump.SignalFrameAtRestorer(r.Arch, sp))
+	if err != nil {
+		return nil, nil
 	}
-	return si
+	return sf, sf.DwarfRegs()
 }
 
 // framePointerStep unwinds through a frame-pointer chain: the saved frame

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
@@ -13,21 +14,20 @@ import (
 // they survive. It is the address-level reading of the crash views of
 // packages goruntime (Runtime.Crash) and libc (Runtime.Fault).
 type Fault struct {
-	Signal coredump.Signal
-	Code   int32
-	// Addr is si_addr: the faulting data address for SIGSEGV/SIGBUS, the
-	// faulting instruction for SIGILL/SIGFPE.
-	Addr uint64
-	PC   uint64
+	// SigInfo is what the kernel told the handler; Addr is si_addr: the
+	// faulting data address for SIGSEGV/SIGBUS, the faulting instruction
+	// for SIGILL/SIGFPE.
+	coredump.SigInfo
+	PC uint64
 	// Regs are the registers at the fault; nil when they are lost (the
 	// runtime turned a fault in Go code into a panic and the kernel's
 	// frame did not survive on the signal stack).
 	Regs *coredump.Registers
-	// Trapno and ErrCode are the CPU's exception number and page-fault
-	// error code, from the kernel's signal frame (HasTrap).
-	Trapno, ErrCode uint64
-	HasTrap         bool
-	TID             int
+	// Frame is the kernel's signal frame of the fault when the Go
+	// runtime's view found it: the CPU's exception number and error code
+	// (Frame.HasTrap).
+	Frame *coredump.SignalFrame
+	TID   int
 	// Goroutine is the goroutine that faulted, or whose cgo call was
 	// running on the faulting thread (0 for a thread without one).
 	Goroutine int64
@@ -36,9 +36,6 @@ type Fault struct {
 	// Source says where the facts were read.
 	Source string
 }
-
-// CodeName names si_code.
-func (f *Fault) CodeName() string { return coredump.CodeName(f.Signal, f.Code) }
 
 // SP is the stack pointer at the fault, 0 when unknown.
 func (f *Fault) SP() uint64 {
@@ -58,13 +55,14 @@ const (
 // Access is what the faulting access did, from the page-fault error code
 // when the kernel recorded it.
 func (f *Fault) Access() (Access, bool) {
-	if !f.HasTrap || f.Trapno != trapPF {
+	sf := f.Frame
+	if sf == nil || !sf.HasTrap || sf.Trapno != trapPF {
 		return AccessUnknown, false
 	}
 	switch {
-	case f.ErrCode&pfInsnFetch != 0:
+	case sf.ErrCode&pfInsnFetch != 0:
 		return AccessExecute, true
-	case f.ErrCode&pfWrite != 0:
+	case sf.ErrCode&pfWrite != 0:
 		return AccessWrite, true
 	}
 	return AccessRead, true
@@ -95,16 +93,12 @@ func goFault(p *coredump.Process, c *goruntime.Crash) *Fault {
 	if c.Kind != goruntime.CrashFault || c.Thread == nil || !gf.Signo.IsFault() || gf.Sent() {
 		return nil
 	}
-	f := &Fault{Signal: gf.Signo, Code: gf.Code, Addr: gf.Addr, PC: gf.PC, TID: c.Thread.TID,
-		InGo: gf.Source == goruntime.SourceGSig}
+	f := &Fault{SigInfo: gf.SigInfo, PC: gf.PC, TID: c.Thread.TID, InGo: gf.Source == goruntime.SourceGSig}
 	if c.G != nil && c.G.Role == goruntime.RoleGoroutine {
 		f.Goroutine = c.G.ID
 	}
-	if gf.Regs != nil {
-		f.Regs = namedRegisters(gf.Regs, c.Thread.TP)
-	}
-	if gf.Frame != nil {
-		f.Trapno, f.ErrCode, f.HasTrap = gf.Regs["trapno"], gf.Regs["err"], true
+	if sf := gf.Frame; sf != nil {
+		f.Regs, f.Frame = withTP(sf.Regs, c.Thread.TP), sf
 	}
 	switch {
 	case gf.Source == goruntime.SourceGSig:
@@ -120,19 +114,14 @@ func goFault(p *coredump.Process, c *goruntime.Crash) *Fault {
 	return f
 }
 
-// namedRegisters lays out registers known by name (a kernel signal
-// frame's mcontext) in the order of the kernel's register struct.
-func namedRegisters(byName map[string]uint64, tp uint64) *coredump.Registers {
-	r := &coredump.Registers{Arch: coredump.ArchAMD64, TP: tp}
-	names := r.Names()
-	r.Values = make([]uint64, len(names))
-	for i, n := range names {
-		r.Values[i] = byName[n]
-		if n == "fs_base" {
-			r.Values[i] = tp // mcontext has no thread pointer
-		}
+// withTP returns a copy of a signal frame's registers with the thread's
+// pointer, which the frame does not hold.
+func withTP(r *coredump.Registers, tp uint64) *coredump.Registers {
+	c := &coredump.Registers{Arch: r.Arch, Values: append([]uint64(nil), r.Values...), TP: tp}
+	if i := slices.Index(c.Names(), "fs_base"); i >= 0 {
+		c.Values[i] = tp
 	}
-	return r
+	return c
 }
 
 // cFault adapts the C runtime's view of the crash: a kernel signal frame
@@ -147,7 +136,7 @@ func (s *Space) cFault() *Fault {
 	if lf == nil || !lf.Info.Synchronous() {
 		return nil
 	}
-	f := &Fault{Signal: lf.Info.Signo, Code: lf.Info.Code, Addr: lf.Info.Addr, PC: lf.PC, TID: lf.TID, Source: lf.Source}
+	f := &Fault{SigInfo: lf.Info, PC: lf.PC, TID: lf.TID, Source: lf.Source}
 	t := s.p.Thread(lf.TID)
 	switch {
 	case lf.SignalFrame == nil && t != nil:

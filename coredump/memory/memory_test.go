@@ -177,7 +177,7 @@ func TestCrashFault(t *testing.T) {
 			if tc.name == "c-segv" {
 				wantAddr = 0xdeadbeef00 // a C program prints no oracle
 			}
-			if ft.Signal != coredump.SIGSEGV || ft.Addr != wantAddr || ft.InGo != tc.inGo || !strings.Contains(ft.Source, tc.source) {
+			if ft.Signo != coredump.SIGSEGV || ft.Addr != wantAddr || ft.InGo != tc.inGo || !strings.Contains(ft.Source, tc.source) {
 				t.Errorf("fault %+v; oracle %+v", ft, o)
 			}
 			if o.PC != 0 && ft.PC != o.PC {

@@ -83,7 +83,7 @@ func signalOf(f *goruntime.Fault, reraised *coredump.SigInfo) *Signal {
 		// SI_USER or SI_KERNEL to claim.
 		s.Code, s.CodeNumber = "", 0
 	}
-	if f.HasAddr {
+	if f.HasAddr() {
 		a := Addr(f.Addr)
 		s.Addr = &a
 	}
@@ -92,7 +92,7 @@ func signalOf(f *goruntime.Fault, reraised *coredump.SigInfo) *Signal {
 		s.PC = &pc
 	}
 	if f.Sent() {
-		s.SenderPID = int(f.SenderPID)
+		s.SenderPID = int(f.PID)
 	}
 	if reraised != nil {
 		s.Reraised = &ReraisedSignal{Name: reraised.Signo.String(), Code: reraised.CodeName()}
@@ -117,9 +117,9 @@ func crashOf(rt *goruntime.Runtime, c *goruntime.Crash, opts Options) *Crash {
 		}
 		out.Frames = append(out.Frames, fr)
 	}
-	if regs := c.Fault.Regs; regs != nil {
+	if sf := c.Fault.Frame; sf != nil {
 		out.Registers = map[string]Addr{}
-		for k, v := range regs {
+		for k, v := range sf.Named() {
 			out.Registers[k] = Addr(v)
 		}
 	}
@@ -227,11 +227,10 @@ func buildNative(p *coredump.Process, r *Report, opts Options) []string {
 	}
 	first := p.Threads[0]
 	if si := p.Signal; si != nil {
-		f := goruntime.Fault{Signo: si.Signo, Code: si.Code, Addr: si.Addr, HasAddr: si.HasAddr(), PC: first.Regs.PC(),
-			SenderPID: si.PID, SenderUID: si.UID, Source: goruntime.SourceNote}
+		f := goruntime.Fault{SigInfo: *si, PC: first.Regs.PC(), Source: goruntime.SourceNote}
 		r.Signal = signalOf(&f, nil)
 	} else if first.CurSig != 0 {
-		f := goruntime.Fault{Signo: first.CurSig, PC: first.Regs.PC(), Source: goruntime.SourcePRStatus}
+		f := goruntime.Fault{SigInfo: coredump.SigInfo{Signo: first.CurSig}, PC: first.Regs.PC(), Source: goruntime.SourcePRStatus}
 		r.Signal = signalOf(&f, nil)
 	}
 	stacks := map[int]goruntime.Stack{}
