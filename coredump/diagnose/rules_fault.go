@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"github.com/coreexplain/coreexplain/coredump/memory"
 )
 
@@ -28,9 +29,9 @@ const goNilLimit = 0x1000
 type faultCtx struct {
 	f      *Facts
 	ft     *memory.Fault
-	in     *memory.Insn
+	in     *insn.Insn
 	region *memory.Region
-	access memory.Access
+	access insn.Access
 	accSrc string
 	base   []Evidence
 }
@@ -67,21 +68,21 @@ func faultClass(f *Facts) []Finding {
 	return []Finding{*fd}
 }
 
-func (c *faultCtx) accessKind() (memory.Access, string) {
+func (c *faultCtx) accessKind() (insn.Access, string) {
 	ft := c.ft
 	if ft.PC == ft.Addr && ft.Signo == coredump.SIGSEGV {
-		return memory.AccessExecute, "the fault address is the pc"
+		return insn.AccessExecute, "the fault address is the pc"
 	}
 	if a, ok := ft.Access(); ok {
 		return a, fmt.Sprintf("page-fault error code %#x", ft.Frame.ErrCode)
 	}
-	if c.in != nil && c.in.Mem != nil && c.in.Access != memory.AccessUnknown {
+	if c.in != nil && c.in.Mem != nil && c.in.Access != insn.AccessUnknown {
 		return c.in.Access, "the faulting instruction " + c.in.Text
 	}
 	if c.in != nil && c.in.StackWrite {
-		return memory.AccessWrite, "the faulting instruction " + c.in.Text + " writes to the stack"
+		return insn.AccessWrite, "the faulting instruction " + c.in.Text + " writes to the stack"
 	}
-	return memory.AccessUnknown, ""
+	return insn.AccessUnknown, ""
 }
 
 func (c *faultCtx) baseEvidence() []Evidence {
@@ -129,14 +130,14 @@ func (c *faultCtx) segv() *Finding {
 	if ft.Code == coredump.SI_KERNEL {
 		return c.generalProtection()
 	}
-	if c.access == memory.AccessExecute || !c.executable(ft.PC) {
+	if c.access == insn.AccessExecute || !c.executable(ft.PC) {
 		return c.badPC()
 	}
 	if fd := c.stackOverflow(); fd != nil {
 		return fd
 	}
 	if ft.Code == coredump.SEGV_ACCERR && r.Mapping != nil && r.Kind != memory.Reserved && r.Kind != memory.GuardPage {
-		if c.access == memory.AccessWrite && !strings.Contains(r.Mapping.Perm, "w") {
+		if c.access == insn.AccessWrite && !strings.Contains(r.Mapping.Perm, "w") {
 			return c.writeReadonly()
 		}
 	}
@@ -170,7 +171,7 @@ func (c *faultCtx) heldBy() (string, []Evidence) {
 	if reg == "" || reg == "rip" {
 		reg = in.Mem.Index
 	}
-	if v, ok := memory.RegValue(ft.Regs, reg); ok && reg != "" {
+	if v, ok := insn.RegValue(ft.Regs, reg); ok && reg != "" {
 		ev = append(ev, Evidence{What: fmt.Sprintf("register %s held %#x", reg, v), Addr: AddrPtr(v), Value: fmt.Sprintf("%#x", v), Source: ft.Source})
 	}
 	return reg, ev
@@ -180,7 +181,7 @@ func (c *faultCtx) unmapped() *Finding {
 	ft, r := c.ft, c.region
 	reg, ev := c.heldBy()
 	acc := c.access.String()
-	if c.access == memory.AccessUnknown {
+	if c.access == insn.AccessUnknown {
 		acc = "access"
 	}
 	what := "a wild pointer"
@@ -199,7 +200,7 @@ func (c *faultCtx) unmapped() *Finding {
 	}
 	s := fmt.Sprintf("%s %s at %#x in %s", strings.ToUpper(acc[:1])+acc[1:], "through "+what, ft.Addr, c.fn(ft.PC))
 	if reg != "" && ft.Regs != nil {
-		v, _ := memory.RegValue(ft.Regs, reg)
+		v, _ := insn.RegValue(ft.Regs, reg)
 		s += fmt.Sprintf(" (%s = %#x)", reg, v)
 	}
 	fd := &Finding{Class: UnmappedAccess, Summary: s, Confidence: High, Key: keyOf(r.Kind.String(), acc)}
@@ -272,7 +273,7 @@ func (c *faultCtx) badPC() *Finding {
 		fd.Evidence = append(fd.Evidence, Evidence{What: "the mapping holding the pc is not executable", Addr: AddrPtr(ft.PC),
 			Value: pcR.Mapping.Perm, Source: "core program headers"})
 	}
-	if c.access == memory.AccessExecute {
+	if c.access == insn.AccessExecute {
 		fd.Evidence = append(fd.Evidence, Evidence{What: "the access was an instruction fetch", Value: "execute", Source: c.accSrc})
 	}
 	if caller, ev := c.callerOf(); caller != "" {
@@ -303,7 +304,7 @@ func (c *faultCtx) callerOf() (string, []Evidence) {
 		return "", nil
 	}
 	for k := 2; k <= 7; k++ {
-		in, err := memory.Decode(c.f.Proc.Arch, code[16-k:], ra-uint64(k))
+		in, err := insn.Decode(c.f.Proc.Arch, code[16-k:], ra-uint64(k))
 		if err != nil || !in.Call || in.Len != k {
 			continue
 		}
@@ -320,7 +321,7 @@ func (c *faultCtx) callerOf() (string, []Evidence) {
 			return caller, ev
 		}
 		if in.Target != "" {
-			if v, ok := memory.RegValue(ft.Regs, in.Target); ok {
+			if v, ok := insn.RegValue(ft.Regs, in.Target); ok {
 				ev = append(ev, Evidence{What: fmt.Sprintf("the call went through register %s = %#x", in.Target, v),
 					Addr: AddrPtr(v), Value: fmt.Sprintf("%#x", v), Source: ft.Source})
 			}
@@ -337,7 +338,7 @@ func (c *faultCtx) callerOf() (string, []Evidence) {
 }
 
 // callTarget is the destination of a direct call, from its rel32.
-func callTarget(in *memory.Insn) uint64 {
+func callTarget(in *insn.Insn) uint64 {
 	if len(in.Bytes) != 5 || in.Bytes[0] != 0xe8 {
 		return 0
 	}
@@ -475,7 +476,7 @@ func (c *faultCtx) generalProtection() *Finding {
 			return fd
 		}
 	case (in.Call || in.Jump) && in.Target != "" && ft.Regs != nil:
-		v, ok := memory.RegValue(ft.Regs, in.Target)
+		v, ok := insn.RegValue(ft.Regs, in.Target)
 		if ok {
 			target, how = v, "jump target register "+in.Target
 		}
@@ -616,7 +617,7 @@ func (c *faultCtx) divisor() *uint64 {
 	if len(f) == 0 {
 		return nil
 	}
-	if v, ok := memory.RegValue(ft.Regs, f[len(f)-1]); ok {
+	if v, ok := insn.RegValue(ft.Regs, f[len(f)-1]); ok {
 		return &v
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/coreexplain/coreexplain/coredump"
 	"github.com/coreexplain/coreexplain/coredump/goruntime"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"github.com/coreexplain/coreexplain/coredump/libc"
 )
 
@@ -54,18 +55,18 @@ const (
 
 // Access is what the faulting access did, from the page-fault error code
 // when the kernel recorded it.
-func (f *Fault) Access() (Access, bool) {
+func (f *Fault) Access() (insn.Access, bool) {
 	sf := f.Frame
 	if sf == nil || !sf.HasTrap || sf.Trapno != trapPF {
-		return AccessUnknown, false
+		return insn.AccessUnknown, false
 	}
 	switch {
 	case sf.ErrCode&pfInsnFetch != 0:
-		return AccessExecute, true
+		return insn.AccessExecute, true
 	case sf.ErrCode&pfWrite != 0:
-		return AccessWrite, true
+		return insn.AccessWrite, true
 	}
-	return AccessRead, true
+	return insn.AccessRead, true
 }
 
 // CrashFault returns the synchronous fault the process died of, nil when

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/coreexplain/coreexplain/coredump"
+	"github.com/coreexplain/coreexplain/coredump/insn"
 	"github.com/coreexplain/coreexplain/coredump/memory"
 	"github.com/coreexplain/coreexplain/fixtures"
 )
@@ -159,12 +160,12 @@ func TestCrashFault(t *testing.T) {
 		name   string
 		inGo   bool
 		source string
-		access memory.Access
+		access insn.Access
 	}{
-		{"go-nil-field", true, "g.sig", memory.AccessUnknown},
-		{"cgo-null-write", false, "kernel signal frame", memory.AccessWrite},
-		{"cgo-bad-funcptr", false, "kernel signal frame", memory.AccessExecute},
-		{"c-segv", false, "NT_SIGINFO", memory.AccessUnknown},
+		{"go-nil-field", true, "g.sig", insn.AccessUnknown},
+		{"cgo-null-write", false, "kernel signal frame", insn.AccessWrite},
+		{"cgo-bad-funcptr", false, "kernel signal frame", insn.AccessExecute},
+		{"c-segv", false, "NT_SIGINFO", insn.AccessUnknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, p := crash(t, tc.name)
@@ -186,7 +187,7 @@ func TestCrashFault(t *testing.T) {
 			if tc.inGo && ft.Goroutine != o.Goroutine {
 				t.Errorf("goroutine %d, runtime printed %d", ft.Goroutine, o.Goroutine)
 			}
-			if a, ok := ft.Access(); ok != (tc.access != memory.AccessUnknown) || a != tc.access {
+			if a, ok := ft.Access(); ok != (tc.access != insn.AccessUnknown) || a != tc.access {
 				t.Errorf("access %v (%v), want %v", a, ok, tc.access)
 			}
 			if !tc.inGo && (ft.Regs == nil || ft.Regs.PC() != ft.PC) {
