@@ -151,7 +151,7 @@ func TestLaunchDelve(t *testing.T) {
 	}
 	t.Run("nil-field", func(t *testing.T) {
 		c := crash(t, "go-nil-field", fixtures.Default)
-		// BINARY CORE, dlv's own order, and the binary left out.
+		// The binary left out: the launcher takes the one the core names.
 		r := launch(t, "dlv", []string{c.Core}, []string{"explain", "whatis s", "gm"})
 		if r.code != 0 {
 			t.Fatalf("exit %d", r.code)

@@ -255,6 +255,17 @@ func fieldOf(rt *rtype, name string) (rfield, bool) {
 	return rfield{}, false
 }
 
+// stringField reads the string field name of the struct of type st at
+// base; false when st has no such field or its bytes cannot be read.
+func (r *Runtime) stringField(st *rtype, base uint64, name string) (string, bool) {
+	f, ok := fieldOf(st, name)
+	if !ok {
+		return "", false
+	}
+	s, err := r.readGoString(base + f.offset)
+	return s, err == nil
+}
+
 // structOf returns the struct a pointer-typed error points to.
 func structOf(rt *rtype) *rtype {
 	if rt.kind == reflect.Pointer && rt.elem != nil && rt.elem.kind == reflect.Struct {
@@ -275,14 +286,7 @@ func (r *Runtime) errorText(rt *rtype, data uint64, depth int) (string, []*Value
 	}
 	st := structOf(rt)
 	base := data // address of the struct for pointer types
-	str := func(name string) (string, bool) {
-		f, ok := fieldOf(st, name)
-		if !ok {
-			return "", false
-		}
-		s, err := r.readGoString(base + f.offset)
-		return s, err == nil
-	}
+	str := func(name string) (string, bool) { return r.stringField(st, base, name) }
 	// errField reads an error-typed field: nil, false when the type has
 	// no such field; an unreadable marker (Err set), false when memory
 	// fails, so that the chain shows the gap instead of ending there.
@@ -603,14 +607,7 @@ func (t *typeReader) pkgPath(rt *rtype) string {
 // net uses. Every field it prints must be read: a missing Op or address
 // would give a message the program never printed.
 func (r *Runtime) opErrorText(st *rtype, base uint64, depth int) (string, []*Value, bool) {
-	str := func(name string) (string, bool) {
-		f, ok := fieldOf(st, name)
-		if !ok {
-			return "", false
-		}
-		s, err := r.readGoString(base + f.offset)
-		return s, err == nil
-	}
+	str := func(name string) (string, bool) { return r.stringField(st, base, name) }
 	// addr reads a net.Addr field and computes its String(): nil, true
 	// for a nil interface; false when it cannot be read or its type's
 	// String() is not one netAddrText knows.

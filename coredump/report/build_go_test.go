@@ -28,6 +28,27 @@ func buildFixture(t *testing.T, name string, opts Options) (*Report, *fixtures.C
 	return Build(p, opts), c, p
 }
 
+// crashedFixtures are the names of the fixtures that crash into a core
+// (all but the live ones).
+func crashedFixtures(t *testing.T) []string {
+	t.Helper()
+	names, err := fixtures.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, name := range names {
+		fx, err := fixtures.Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fx.Spec.Live {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // TestGoSections checks the sections the Go runtime's view fills on every
 // Go fixture against what the runtime printed.
 func TestGoSections(t *testing.T) {
